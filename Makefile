@@ -1,0 +1,31 @@
+# The two commands of the README: `make serve` and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: serve test lint bench
+
+$(BIN)/.server: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[server]'
+	touch $@
+
+$(BIN)/.dev: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/.server $@
+
+serve: $(BIN)/.server  ## run the registry on the embedded default (SQLite + local blobs) at 127.0.0.1:8000
+	$(BIN)/lorareg serve
+
+lint: $(BIN)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint  ## set up and run the whole test suite
+	$(BIN)/pytest
+
+bench: $(BIN)/.dev
+	$(BIN)/python bench/transfer.py

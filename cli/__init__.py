@@ -1,0 +1,1 @@
+"""The ``lorareg`` command line: click commands over the registry's HTTP API."""

@@ -1,0 +1,136 @@
+"""An HTTP client for the lorareg API (httpx), used by every CLI command."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+import httpx
+from tqdm import tqdm
+
+from registry.refs import Ref, RepoName
+
+CHUNK = 1024 * 1024
+
+
+class ApiError(Exception):
+    """The server answered with an error (4xx: the user's to fix; 5xx: the server's)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class RegistryClient:
+    def __init__(self, url: str, token: str | None = None, *, progress: bool = True) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=httpx.Timeout(60.0, connect=10.0)
+        )
+        self.progress = progress
+
+    def close(self) -> None:
+        self.http.close()
+
+    # Plumbing ----------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.http.request(method, path, **kwargs)
+        _raise_for_error(response)
+        return response.json() if response.content else None
+
+    @staticmethod
+    def repo_path(repo: RepoName) -> str:
+        return f"/api/v1/repos/{repo.namespace}/{repo.name}"
+
+    @staticmethod
+    def ref_segment(ref: Ref) -> str:
+        return quote(str(ref), safe=":")
+
+    def bar(self, total: int, desc: str) -> tqdm:
+        return tqdm(
+            total=total,
+            desc=desc,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            leave=False,
+            disable=not self.progress,
+        )
+
+    # Blobs ---------------------------------------------------------------------------------------
+
+    def missing_blobs(self, blobs: dict[str, int]) -> list[dict[str, Any]]:
+        body = {"blobs": [{"digest": f"sha256:{d}", "size": s} for d, s in blobs.items()]}
+        return self.request("POST", "/api/v1/blobs/batch", json=body)["missing"]
+
+    def upload(self, target: dict[str, Any], path: Path) -> None:
+        """Upload one file to the target the batch call returned."""
+        with path.open("rb") as handle, self.bar(target["size"], path.name) as bar:
+            response = self.http.request(
+                target["method"],
+                target["url"],
+                content=_read_chunks(handle, bar),
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Length": str(target["size"]),
+                    **target.get("headers", {}),
+                },
+                timeout=httpx.Timeout(None, connect=10.0),
+            )
+        _raise_for_error(response)
+
+    def download(self, url: str, dest: Path, *, digest: str, size: int) -> None:
+        """Stream ``url`` into ``dest``, verifying size and sha256; raise ApiError on a mismatch."""
+        hasher = hashlib.sha256()
+        with (
+            self.http.stream("GET", url, timeout=httpx.Timeout(None, connect=10.0)) as response,
+            dest.open("wb") as out,
+            self.bar(size, dest.name) as bar,
+        ):
+            if response.is_error:
+                response.read()
+                _raise_for_error(response)
+            for chunk in response.iter_bytes(CHUNK):
+                hasher.update(chunk)
+                out.write(chunk)
+                bar.update(len(chunk))
+        actual = hasher.hexdigest()
+        if actual != digest:
+            raise ApiError(
+                502,
+                "digest_mismatch",
+                f"downloaded {dest.name} hashes to sha256:{actual}, expected sha256:{digest}",
+            )
+
+
+def _read_chunks(handle: BinaryIO, bar: tqdm) -> Iterator[bytes]:
+    while chunk := handle.read(CHUNK):
+        bar.update(len(chunk))
+        yield chunk
+
+
+def _raise_for_error(response: httpx.Response) -> None:
+    if not response.is_error:
+        return
+    try:
+        error = response.json()["error"]
+        code, message = error["code"], error["message"]
+    except (ValueError, KeyError, TypeError):
+        code, message = (
+            "http_error",
+            f"{response.status_code} {response.reason_phrase}: {response.text[:500]}",
+        )
+    raise ApiError(response.status_code, code, message)
+
+
+def sha256_file(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()

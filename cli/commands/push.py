@@ -1,0 +1,101 @@
+"""``push``: upload an adapter directory (only missing blobs), then commit it as a version."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+import click
+
+from cli.client import sha256_file
+from cli.context import AppContext, pass_app
+from registry.adapters import CONFIG_FILE, WEIGHTS_FILE
+from registry.errors import InvalidInput
+from registry.refs import DEFAULT_TAG, RepoRef
+
+
+def adapter_files(directory: Path) -> dict[str, Path]:
+    """The files to push: every regular file under ``directory`` except hidden ones."""
+    files = {
+        path.relative_to(directory).as_posix(): path
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and not any(part.startswith(".") for part in path.relative_to(directory).parts)
+    }
+    for required in (CONFIG_FILE, WEIGHTS_FILE):
+        if required not in files:
+            raise InvalidInput(
+                f"{directory} has no {required}; a PEFT LoRA adapter directory holds "
+                f"{CONFIG_FILE} and {WEIGHTS_FILE} (save it with model.save_pretrained(dir))"
+            )
+    return files
+
+
+def parse_base(value: str | None) -> str | None:
+    """``--base NAME@SHA`` or ``--base SHA`` → the SHA."""
+    if value is None:
+        return None
+    return value.rpartition("@")[2]
+
+
+@click.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("target")
+@click.option(
+    "--base", "base", metavar="NAME@SHA", help="The base model (default: from adapter_config.json)."
+)
+@click.option("-m", "--message", help="What changed in this version.")
+@click.option("--tag", "tags", multiple=True, help="Also point this tag at the version (repeatable).")
+@click.option("--no-latest", is_flag=True, help=f"Do not move '{DEFAULT_TAG}' to this version.")
+@click.option("--author", help="Author to record [default: the current user].")
+@pass_app
+def push(
+    app: AppContext,
+    directory: Path,
+    target: str,
+    base: str | None,
+    message: str | None,
+    tags: tuple[str, ...],
+    no_latest: bool,
+    author: str | None,
+) -> None:
+    """Push the PEFT adapter in DIRECTORY as a new version of TARGET (ns/name[:tag])."""
+    ref = RepoRef.parse(target)
+    if ref.ref.kind != "tag":
+        raise click.BadParameter("push to ns/name or ns/name:tag", param_hint="TARGET")
+    files = adapter_files(directory)
+    digests = {name: sha256_file(path) for name, path in files.items()}
+    sizes = {name: path.stat().st_size for name, path in files.items()}
+
+    client = app.client
+    missing = client.missing_blobs({digests[n]: sizes[n] for n in files})
+    by_digest = {digests[n]: files[n] for n in files}
+    for upload in missing:
+        client.upload(upload, by_digest[upload["digest"].removeprefix("sha256:")])
+
+    explicit_tags = [ref.ref.value] if ":" in target else []
+    body = {
+        "files": [{"path": n, "digest": f"sha256:{digests[n]}", "size": sizes[n]} for n in files],
+        "base": parse_base(base),
+        "message": message,
+        "author": author or getpass.getuser(),
+        "tags": [*explicit_tags, *tags],
+        "update_latest": not no_latest,
+    }
+    result = client.request("POST", f"{client.repo_path(ref.repo)}/versions", json=body)
+    uploaded = sum(u["size"] for u in missing)
+    app.emit(
+        {
+            "repo": result["repo"],
+            "number": result["number"],
+            "digest": result["digest"],
+            "tags": result["tags"],
+            "created": result["created"],
+            "uploaded_bytes": uploaded,
+        },
+        f"{'pushed' if result['created'] else 'unchanged:'} {result['repo']}#{result['number']} "
+        f"{result['digest']} (tags: {', '.join(result['tags']) or '-'}; uploaded {uploaded} bytes in "
+        f"{len(missing)} blobs)",
+    )
+
+
+COMMANDS = [push]

@@ -1,0 +1,1 @@
+"""lorareg: a registry for LoRA adapters."""

@@ -1,0 +1,178 @@
+"""Shape manifests of base models: every 2-D weight's name, shape and dtype, read from safetensors headers.
+
+The manifest's ``content_digest`` is the sha256 of the canonical JSON of ``{weight filename: file sha256}``,
+so it can equally be computed from Hugging Face LFS oids without downloading the weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from registry.adapters.safetensors_header import SafetensorsHeader, parse_header_file
+from registry.errors import InvalidInput
+
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+_CHUNK = 1024 * 1024
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True, slots=True)
+class WeightShape:
+    shape: tuple[int, ...]
+    dtype: str
+
+
+@dataclass(frozen=True, slots=True)
+class BaseManifest:
+    """What the compatibility check needs to know about a base model, without its weights."""
+
+    weights: dict[str, WeightShape]  # every 2-D tensor: name -> shape/dtype
+    files: dict[str, str]  # weight filename -> sha256 hex
+    content_digest: str
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict with sorted keys; ``from_json`` reads it back."""
+        return {
+            "weights": {
+                name: {"shape": list(w.shape), "dtype": w.dtype} for name, w in sorted(self.weights.items())
+            },
+            "files": dict(sorted(self.files.items())),
+            "content_digest": self.content_digest,
+        }
+
+    @classmethod
+    def from_json(cls, d: Any) -> BaseManifest:
+        """Rebuild a manifest from ``to_json`` output; ``InvalidInput`` if malformed or inconsistent."""
+        if not isinstance(d, dict) or not {"weights", "files", "content_digest"} <= d.keys():
+            raise InvalidInput("A base manifest must be an object with weights, files and content_digest.")
+        weights_json, files = d["weights"], d["files"]
+        if not isinstance(weights_json, dict):
+            raise InvalidInput("Base manifest weights must be an object of name -> {shape, dtype}.")
+        weights = {name: _weight_from_json(name, value) for name, value in weights_json.items()}
+        digest = content_digest(files)
+        if d["content_digest"] != digest:
+            raise InvalidInput(
+                f"Base manifest content_digest {d['content_digest']!r} does not match its files "
+                f"(which hash to {digest}); the manifest is corrupt, register the base again."
+            )
+        return cls(weights=weights, files=dict(files), content_digest=digest)
+
+
+def content_digest(files: dict[str, str]) -> str:
+    """sha256 hex of the canonical JSON of ``{weight filename: sha256 hex}``."""
+    if not isinstance(files, dict):
+        raise InvalidInput("Base weight files must be an object mapping filename -> sha256 hex.")
+    for name, sha in files.items():
+        if not isinstance(name, str) or not isinstance(sha, str) or not _SHA256_HEX.fullmatch(sha):
+            raise InvalidInput(
+                f"Base weight file {name!r} has digest {sha!r}; expected a sha256: 64 lowercase hex digits."
+            )
+    canonical = json.dumps(dict(sorted(files.items())), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def read_base_manifest(directory: Path) -> BaseManifest:
+    """Build the manifest of the base model in ``directory`` from its safetensors headers and file hashes.
+
+    Uses ``model.safetensors`` if present, else the shards named by ``model.safetensors.index.json``,
+    else every ``*.safetensors`` file in the directory. Never loads tensor data.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise InvalidInput(f"{directory} is not a directory; pass the base model's directory.")
+    weight_map: dict[str, str] | None = None
+    if (directory / SINGLE_FILE).is_file():
+        names = [SINGLE_FILE]
+    elif (directory / INDEX_FILE).is_file():
+        weight_map = _read_weight_map(directory / INDEX_FILE)
+        names = sorted(set(weight_map.values()))
+        for name in names:
+            if not (directory / name).is_file():
+                raise InvalidInput(
+                    f"{INDEX_FILE} names shard {name!r}, which is not in {directory}; "
+                    "download every shard of the base model."
+                )
+    else:
+        names = sorted(path.name for path in directory.glob("*.safetensors") if path.is_file())
+        if not names:
+            raise InvalidInput(
+                f"{directory} has no {SINGLE_FILE}, no {INDEX_FILE} and no *.safetensors files; the base "
+                "model's weights must be in safetensors format (convert .bin/.pt weights first)."
+            )
+    headers = {name: parse_header_file(directory / name) for name in names}
+    if weight_map is not None:
+        _check_weight_map(weight_map, headers)
+    files = {name: _sha256_file(directory / name) for name in names}
+    return BaseManifest(weights=_two_d_weights(headers), files=files, content_digest=content_digest(files))
+
+
+def _read_weight_map(path: Path) -> dict[str, str]:
+    try:
+        index = json.loads(path.read_bytes())
+    except (ValueError, RecursionError) as exc:
+        raise InvalidInput(f"{path} is not valid JSON ({exc}); download it again.") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise InvalidInput(f"{path} has no weight_map object naming the shard of each tensor.")
+    for tensor, shard in weight_map.items():
+        if not isinstance(shard, str) or not shard or Path(shard).name != shard or shard in {".", ".."}:
+            raise InvalidInput(
+                f"{path}: weight_map[{tensor!r}] is {shard!r}; shards must be plain file names in the "
+                "model's directory."
+            )
+    return weight_map
+
+
+def _check_weight_map(weight_map: dict[str, str], headers: dict[str, SafetensorsHeader]) -> None:
+    for tensor, shard in weight_map.items():
+        if tensor not in headers[shard].tensors:
+            raise InvalidInput(
+                f"{INDEX_FILE} puts tensor {tensor!r} in {shard!r}, but that shard has no such tensor; "
+                "the index and the shards do not belong together, download the base model again."
+            )
+
+
+def _two_d_weights(headers: dict[str, SafetensorsHeader]) -> dict[str, WeightShape]:
+    weights: dict[str, WeightShape] = {}
+    seen_in: dict[str, str] = {}
+    for filename, header in headers.items():
+        for name, info in header.tensors.items():
+            if name in seen_in:
+                raise InvalidInput(
+                    f"Tensor {name!r} is in both {seen_in[name]!r} and {filename!r}; "
+                    "keep only one copy of the base model's weights in the directory."
+                )
+            seen_in[name] = filename
+            if len(info.shape) == 2:
+                weights[name] = WeightShape(shape=info.shape, dtype=info.dtype)
+    return weights
+
+
+def _weight_from_json(name: Any, value: Any) -> WeightShape:
+    shape = value.get("shape") if isinstance(value, dict) else None
+    dtype = value.get("dtype") if isinstance(value, dict) else None
+    valid_shape = isinstance(shape, list) and all(
+        isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in shape
+    )
+    if not isinstance(name, str) or not valid_shape or not isinstance(dtype, str):
+        raise InvalidInput(
+            f"Base manifest weight {name!r} must be {{shape: [non-negative ints], dtype: str}}, "
+            f"got {value!r}."
+        )
+    return WeightShape(shape=tuple(shape), dtype=dtype)
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    buffer = bytearray(_CHUNK)
+    view = memoryview(buffer)
+    with path.open("rb") as handle:
+        while count := handle.readinto(buffer):
+            digest.update(view[:count])
+    return digest.hexdigest()

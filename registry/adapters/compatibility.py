@@ -1,0 +1,362 @@
+"""Check a LoRA adapter's tensors against its config and its base model's shape manifest (design §4).
+
+PEFT saves LoRA on a module ``M`` of the base model as ``base_model.model.M.lora_A.weight`` (r, in) and
+``base_model.model.M.lora_B.weight`` (out, r) for Linear/Conv1D layers, and as ``…M.lora_embedding_A``
+(r, num_embeddings) and ``…M.lora_embedding_B`` (embedding_dim, r) for Embedding layers. Besides those it
+may save ``…M.lora_B.bias`` (``lora_bias``), ``…M.base_layer.weight`` (a copy of a LoRA'd embedding's
+base weight, ``save_embedding_layers``) and full weights of ``modules_to_save``. Anything else is refused.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+from registry.adapters.base_manifest import BaseManifest
+from registry.adapters.config import LoraConfig, pattern_key
+from registry.adapters.safetensors_header import FLOAT_DTYPES, SafetensorsHeader, TensorInfo
+from registry.errors import InvalidAdapter
+
+PREFIX = "base_model.model."
+BASE_COPY_SUFFIX = ".base_layer.weight"
+# key suffix -> (layer kind, role within the module)
+LORA_SUFFIXES: dict[str, tuple[str, str]] = {
+    ".lora_A.weight": ("linear", "a"),
+    ".lora_B.weight": ("linear", "b"),
+    ".lora_B.bias": ("linear", "bias"),
+    ".lora_embedding_A": ("embedding", "a"),
+    ".lora_embedding_B": ("embedding", "b"),
+}
+_MAX_LISTED = 20
+
+
+@dataclass(frozen=True, slots=True)
+class LoraModule:
+    """One LoRA-adapted module of the base model, as found in the adapter."""
+
+    name: str  # without "base_model.model." and the LoRA suffix: "model.layers.0.self_attn.q_proj"
+    base_weight: str  # matched key in the base manifest
+    rank: int
+    in_features: int
+    out_features: int
+    kind: str  # "linear" | "embedding"
+
+
+@dataclass(slots=True)
+class _Parts:
+    """The tensors found for one adapted module."""
+
+    kind: str
+    a: TensorInfo | None = None
+    b: TensorInfo | None = None
+    bias: TensorInfo | None = None
+
+
+@dataclass(slots=True)
+class _Sorted:
+    """The adapter's tensors sorted by what they are."""
+
+    lora: dict[str, _Parts]
+    base_copies: dict[str, TensorInfo]  # module -> its ``base_layer.weight``
+    saved: dict[str, dict[str, TensorInfo]]  # modules_to_save module -> {"weight"|"bias": tensor}
+
+
+def check_adapter(config: LoraConfig, header: SafetensorsHeader, base: BaseManifest) -> list[LoraModule]:
+    """The adapter's LoRA modules, sorted by name; raises ``InvalidAdapter`` listing every problem found."""
+    problems: list[str] = []
+    found = _sort_tensors(config, header, problems)
+    index = _BaseIndex(base)
+    modules = []
+    for name in sorted(found.lora):
+        module = _check_lora_module(name, found.lora[name], config, index, problems)
+        if module is not None:
+            modules.append(module)
+    _check_base_copies(found, index, problems)
+    _check_saved_modules(found.saved, index, problems)
+    if not found.lora:
+        problems.append(
+            "the adapter has no LoRA tensors (<module>.lora_A.weight / .lora_B.weight or "
+            ".lora_embedding_A / .lora_embedding_B); save it with PEFT's save_pretrained."
+        )
+    if problems:
+        raise InvalidAdapter(_summary(problems))
+    return modules
+
+
+def _sort_tensors(config: LoraConfig, header: SafetensorsHeader, problems: list[str]) -> _Sorted:
+    found = _Sorted(lora={}, base_copies={}, saved=defaultdict(dict))
+    for key, info in header.tensors.items():
+        if info.dtype not in FLOAT_DTYPES:
+            problems.append(
+                f"tensor {key!r} has dtype {info.dtype}; adapter tensors must be F16, BF16, F32 or F64 "
+                "(quantized or integer LoRA weights are not supported), save the adapter in a float dtype."
+            )
+        rest = key.removeprefix(PREFIX)
+        lora_part = _lora_part(rest) if rest != key else None
+        if lora_part is not None:
+            module, kind, role = lora_part
+            parts = found.lora.setdefault(module, _Parts(kind))
+            if parts.kind != kind:
+                problems.append(
+                    f"module {module!r} mixes Linear tensors (lora_A/lora_B) with Embedding tensors "
+                    f"(lora_embedding_A/B), see {key!r}; a module is one or the other."
+                )
+            else:
+                setattr(parts, role, info)
+        elif rest != key and rest.endswith(BASE_COPY_SUFFIX):
+            found.base_copies[rest.removesuffix(BASE_COPY_SUFFIX)] = info
+        elif rest != key and _in_modules_to_save(rest, config):
+            module, _, param = rest.rpartition(".")
+            found.saved[module][param] = info
+        else:
+            problems.append(_unexpected(key, config))
+    return found
+
+
+def _lora_part(rest: str) -> tuple[str, str, str] | None:
+    for suffix, (kind, role) in LORA_SUFFIXES.items():
+        if rest.endswith(suffix) and len(rest) > len(suffix):
+            return rest.removesuffix(suffix), kind, role
+    return None
+
+
+def _in_modules_to_save(rest: str, config: LoraConfig) -> bool:
+    """PEFT wraps every module whose name ends with a ``modules_to_save`` entry (plain ``str.endswith``)."""
+    if not config.modules_to_save:
+        return False
+    module, _, param = rest.rpartition(".")
+    return bool(module) and param in ("weight", "bias") and module.endswith(tuple(config.modules_to_save))
+
+
+def _unexpected(key: str, config: LoraConfig) -> str:
+    if "lora_magnitude_vector" in key:
+        why = "it is a DoRA magnitude vector; DoRA adapters are not supported"
+    elif not key.startswith(PREFIX):
+        why = f"PEFT adapter keys start with {PREFIX!r}"
+    elif key.endswith(".bias"):
+        why = f"biases are only allowed as lora_B.bias with lora_bias=true (bias={config.raw.get('bias')!r})"
+    else:
+        listed = ", ".join(config.modules_to_save) if config.modules_to_save else "none"
+        why = (
+            "it is neither a LoRA tensor (<module>.lora_A.weight, .lora_B.weight, .lora_embedding_A/B) nor a "
+            f"weight of a module in modules_to_save ({listed})"
+        )
+    return f"unexpected tensor {key!r}: {why}; remove it or re-save the adapter with PEFT."
+
+
+def _check_lora_module(
+    name: str, parts: _Parts, config: LoraConfig, index: _BaseIndex, problems: list[str]
+) -> LoraModule | None:
+    a, b = parts.a, parts.b
+    if a is None or b is None:
+        present = next(info for info in (a, b, parts.bias) if info is not None)
+        a_name, b_name = _key(name, parts.kind, "a"), _key(name, parts.kind, "b")
+        missing = " and ".join(repr(k) for k, info in ((a_name, a), (b_name, b)) if info is None)
+        problems.append(
+            f"orphan tensor {present.name!r}: {missing} missing; each LoRA module needs both A and B."
+        )
+        return None
+    for info in (a, b):
+        if len(info.shape) != 2:
+            problems.append(
+                f"tensor {info.name!r} has shape {_fmt(info.shape)} ({len(info.shape)}-D); only LoRA on "
+                "Linear, Conv1D and Embedding layers (2-D A and B) is supported, not on Conv2d/Conv3d."
+            )
+            return None
+    rank = a.shape[0]
+    if b.shape[1] != rank:
+        problems.append(
+            f"module {name!r}: A {a.name!r} {_fmt(a.shape)} has rank {rank} but B {b.name!r} {_fmt(b.shape)} "
+            f"has rank {b.shape[1]}; A is (r, in) and B is (out, r) with the same r."
+        )
+        return None
+    base_key = _resolve(name, index, problems)
+    if base_key is None:
+        return None
+    base_shape = index.weights[base_key].shape
+    in_features, out_features = _features(parts.kind, base_shape, config.fan_in_fan_out)
+    if a.shape[1] != in_features or b.shape[0] != out_features:
+        problems.append(_shape_mismatch(name, parts.kind, a, b, base_key, base_shape, config.fan_in_fan_out))
+    expected = config.rank_for(name)
+    if rank != expected:
+        key = pattern_key(config.rank_pattern, name)
+        source = f"rank_pattern[{key!r}]" if key is not None else "r; no rank_pattern key matches it"
+        problems.append(
+            f"module {name!r} has rank {rank} (A {_fmt(a.shape)}, B {_fmt(b.shape)}) but adapter_config.json "
+            f"gives it rank {expected} ({source}); fix r/rank_pattern or re-save the adapter."
+        )
+    _check_bias(name, parts, config, out_features, problems)
+    return LoraModule(name, base_key, rank, in_features, out_features, parts.kind)
+
+
+def _features(kind: str, base_shape: tuple[int, ...], fan_in_fan_out: bool) -> tuple[int, int]:
+    """(in_features, out_features) of a base weight as PEFT sees the layer."""
+    first, second = base_shape
+    if kind == "embedding":  # (num_embeddings, embedding_dim)
+        return first, second
+    return (first, second) if fan_in_fan_out else (second, first)
+
+
+def _shape_mismatch(
+    name: str,
+    kind: str,
+    a: TensorInfo,
+    b: TensorInfo,
+    base_key: str,
+    base_shape: tuple[int, ...],
+    fan_in_fan_out: bool,
+) -> str:
+    rank = a.shape[0]
+    in_f, out_f = _features(kind, base_shape, fan_in_fan_out)
+    if kind == "embedding":
+        layout = "an Embedding weight stored (num_embeddings, embedding_dim)"
+    elif fan_in_fan_out:
+        layout = "stored (in, out) since fan_in_fan_out=true"
+    else:
+        layout = "stored (out, in) since fan_in_fan_out=false"
+    message = (
+        f"module {name!r}: A {_fmt(a.shape)} and B {_fmt(b.shape)} do not fit base weight "
+        f"{base_key!r} {_fmt(base_shape)}, {layout}: A must be ({rank}, {in_f}) and B ({out_f}, {rank})."
+    )
+    other_in, other_out = _features(kind, base_shape, not fan_in_fan_out)
+    if kind == "linear" and a.shape[1] == other_in and b.shape[0] == other_out:
+        value = str(not fan_in_fan_out).lower()
+        return f"{message} They fit with fan_in_fan_out={value} (true only for GPT-2 style Conv1D layers)."
+    return f"{message} Is the adapter for a different base model?"
+
+
+def _check_bias(name: str, parts: _Parts, config: LoraConfig, out_features: int, problems: list[str]) -> None:
+    bias = parts.bias
+    if bias is not None and not config.lora_bias:
+        problems.append(
+            f"unexpected tensor {bias.name!r}: adapter_config.json has lora_bias=false; "
+            "set lora_bias to true or remove the bias."
+        )
+    elif bias is not None and bias.shape != (out_features,):
+        problems.append(
+            f"tensor {bias.name!r} has shape {_fmt(bias.shape)} but module {name!r} has "
+            f"{out_features} outputs; lora_B.bias must be ({out_features},)."
+        )
+    elif bias is None and config.lora_bias and parts.kind == "linear":
+        problems.append(
+            f"module {name!r} lacks {_key(name, 'linear', 'bias')!r} although adapter_config.json has "
+            "lora_bias=true; re-save the adapter or set lora_bias to false."
+        )
+
+
+def _check_base_copies(found: _Sorted, index: _BaseIndex, problems: list[str]) -> None:
+    """``M.base_layer.weight`` is allowed for a LoRA'd module M and must equal M's base weight in shape."""
+    for module, info in sorted(found.base_copies.items()):
+        if module not in found.lora:
+            problems.append(
+                f"unexpected tensor {info.name!r}: a base_layer copy of a module that has no LoRA tensors; "
+                "remove it or re-save the adapter with PEFT."
+            )
+            continue
+        base_key, _ = index.resolve(module)
+        if base_key is not None and info.shape != index.weights[base_key].shape:
+            problems.append(
+                f"tensor {info.name!r} {_fmt(info.shape)} is a copy of base weight {base_key!r} but the base "
+                f"has {_fmt(index.weights[base_key].shape)}; was the vocabulary resized during training?"
+            )
+
+
+def _check_saved_modules(
+    saved: dict[str, dict[str, TensorInfo]], index: _BaseIndex, problems: list[str]
+) -> None:
+    """Full weights of ``modules_to_save`` must match the base weight; a bias must match its out dim."""
+    for module, params in sorted(saved.items()):
+        base_key = _resolve(module, index, problems, what="module in modules_to_save")
+        if base_key is None:
+            continue
+        base_shape = index.weights[base_key].shape
+        weight, bias = params.get("weight"), params.get("bias")
+        if weight is not None and weight.shape != base_shape:
+            problems.append(
+                f"tensor {weight.name!r} {_fmt(weight.shape)} (modules_to_save) must have the shape of base "
+                f"weight {base_key!r} {_fmt(base_shape)}."
+            )
+        if bias is not None and bias.shape != base_shape[:1]:
+            problems.append(
+                f"tensor {bias.name!r} {_fmt(bias.shape)} (modules_to_save) must be ({base_shape[0]},) to "
+                f"match base weight {base_key!r} {_fmt(base_shape)}."
+            )
+
+
+def _resolve(name: str, index: _BaseIndex, problems: list[str], *, what: str = "module") -> str | None:
+    base_key, candidates = index.resolve(name)
+    if base_key is not None:
+        return base_key
+    if candidates:
+        shown = ", ".join(repr(c) for c in candidates[:5])
+        problems.append(
+            f"{what} {name!r} matches several base weights by suffix ({shown}); name the module "
+            "as the base does so that it matches one weight exactly."
+        )
+    else:
+        near = index.near(name)
+        hint = f" (the base has e.g. {', '.join(repr(k) for k in near)})" if near else ""
+        problems.append(
+            f"{what} {name!r} is not in the base model: it has no weight {name + '.weight'!r} nor one that "
+            f"differs only by a leading prefix{hint}; is the adapter for a different base model?"
+        )
+    return None
+
+
+class _BaseIndex:
+    """Looks adapter module names up among the base's ``<module>.weight`` keys."""
+
+    def __init__(self, base: BaseManifest) -> None:
+        self.weights = {k: w for k, w in base.weights.items() if len(w.shape) == 2}
+        self._modules = {k.removesuffix(".weight"): k for k in self.weights if k.endswith(".weight")}
+        self._by_suffix: dict[str, list[str]] | None = None
+
+    def resolve(self, module: str) -> tuple[str | None, tuple[str, ...]]:
+        """(weight key, candidates): the exact ``module.weight``, else the unique dot-boundary suffix match.
+
+        Matching goes both ways, since base files often lack or add a prefix such as ``model.``. The key is
+        None when nothing matches (no candidates) or several do.
+        """
+        exact = self._modules.get(module)
+        if exact is not None:
+            return exact, (exact,)
+        found = set(self._suffix_index().get(module, ()))
+        found.update(tail for tail in _dot_suffixes(module) if tail in self._modules)
+        candidates = tuple(sorted(self._modules[m] for m in found))
+        return (candidates[0] if len(candidates) == 1 else None), candidates
+
+    def near(self, module: str, limit: int = 3) -> list[str]:
+        """A few base weights whose module has the same last name as ``module``, for error hints."""
+        last = module.rpartition(".")[2]
+        return [self._modules[m] for m in sorted(self._suffix_index().get(last, ()))[:limit]]
+
+    def _suffix_index(self) -> dict[str, list[str]]:
+        if self._by_suffix is None:
+            self._by_suffix = defaultdict(list)
+            for module in self._modules:
+                for tail in _dot_suffixes(module):
+                    self._by_suffix[tail].append(module)
+        return self._by_suffix
+
+
+def _dot_suffixes(name: str) -> list[str]:
+    """The proper suffixes of ``name`` that start after a dot: "a.b.c" -> ["b.c", "c"]."""
+    parts = name.split(".")
+    return [".".join(parts[i:]) for i in range(1, len(parts))]
+
+
+def _key(module: str, kind: str, role: str) -> str:
+    suffix = next(s for s, (k, r) in LORA_SUFFIXES.items() if k == kind and r == role)
+    return f"{PREFIX}{module}{suffix}"
+
+
+def _fmt(shape: tuple[int, ...]) -> str:
+    return f"({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''})"
+
+
+def _summary(problems: list[str]) -> str:
+    if len(problems) == 1:
+        return f"Invalid LoRA adapter: {problems[0]}"
+    listed = "\n".join(f"- {p}" for p in problems[:_MAX_LISTED])
+    more = f"\n- ... and {len(problems) - _MAX_LISTED} more" if len(problems) > _MAX_LISTED else ""
+    return f"Invalid LoRA adapter ({len(problems)} problems):\n{listed}{more}"

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterator
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import StreamingResponse
+
+from registry.api.deps import RegistryDep, StoreDep, WriteSession
+from registry.api.errors import error_response
+from registry.api.schemas import BlobBatchIn, BlobBatchOut, UploadTarget
+from registry.errors import TooLarge
+from registry.services import blobs
+from registry.storage import BlobNotFound
+
+router = APIRouter(prefix="/blobs", tags=["blobs"])
+IMMUTABLE = "public, max-age=31536000, immutable"
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+@router.post("/batch")
+def batch(body: BlobBatchIn, session: WriteSession, store: StoreDep) -> BlobBatchOut:
+    """Which of these blobs must be uploaded, and where to."""
+    wanted = {blobs.parse_digest(b.digest): b.size for b in body.blobs}
+    return BlobBatchOut(
+        missing=[
+            UploadTarget(digest=f"sha256:{d}", size=wanted[d], method="PUT", url=f"/api/v1/blobs/sha256:{d}")
+            for d in blobs.missing_blobs(session, store, wanted)
+        ]
+    )
+
+
+@router.put("/sha256:{hex_digest}", status_code=status.HTTP_201_CREATED)
+async def upload(hex_digest: str, request: Request, session: WriteSession, registry: RegistryDep) -> dict:
+    """Upload a blob's bytes; they are hashed on the fly and refused unless they match the digest."""
+    digest = blobs.parse_digest(hex_digest)
+    declared = request.headers.get("content-length")
+    if declared is not None and int(declared) > registry.settings.max_blob_size:
+        raise TooLarge(
+            f"blob sha256:{digest} is {declared} bytes; this registry accepts at most "
+            f"{registry.settings.max_blob_size} bytes per file (LOREG_MAX_BLOB_SIZE)"
+        )
+    body = request.stream()
+
+    def chunks() -> Iterator[bytes]:
+        while True:
+            try:
+                yield anyio.from_thread.run(body.__anext__)
+            except StopAsyncIteration:
+                return
+
+    size = await anyio.to_thread.run_sync(
+        lambda: blobs.upload_blob(
+            session, registry.store, digest, chunks(), max_size=registry.settings.max_blob_size
+        )
+    )
+    return {"digest": f"sha256:{digest}", "size": size}
+
+
+@router.api_route("/sha256:{hex_digest}", methods=["GET", "HEAD"])
+def download(hex_digest: str, request: Request, store: StoreDep) -> Response:
+    """A blob's bytes, with ``ETag`` = its digest, ``Range`` and immutable caching."""
+    digest = blobs.parse_digest(hex_digest)
+    try:
+        size = store.stat(digest).size
+    except BlobNotFound as exc:
+        return _error(status.HTTP_404_NOT_FOUND, "blob_not_found", str(exc), request)
+    headers = {"ETag": f'"{digest}"', "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes"}
+    if request.headers.get("if-none-match", "").strip() in (f'"{digest}"', digest, "*"):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    start, end = 0, size
+    status_code = status.HTTP_200_OK
+    requested = request.headers.get("range")
+    if requested:
+        parsed = _parse_range(requested, size)
+        if parsed is None:
+            return Response(
+                status_code=status.HTTP_416_RANGE_NOT_SATISFIABLE,
+                headers={**headers, "Content-Range": f"bytes */{size}"},
+            )
+        start, end = parsed
+        status_code = status.HTTP_206_PARTIAL_CONTENT
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+    headers["Content-Length"] = str(end - start)
+    if request.method == "HEAD":
+        return Response(status_code=status_code, headers=headers)
+    return StreamingResponse(
+        _iterate(store.read_range(digest, start, end)),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/octet-stream",
+    )
+
+
+async def _iterate(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    sentinel = object()
+    while (chunk := await anyio.to_thread.run_sync(next, chunks, sentinel)) is not sentinel:
+        yield chunk  # type: ignore[misc]
+
+
+def _parse_range(value: str, size: int) -> tuple[int, int] | None:
+    """``[start, end)`` for a single ``bytes=`` range, or None if it cannot be satisfied."""
+    match = _RANGE.match(value.strip())
+    if not match or match.group(1) == match.group(2) == "":
+        return None
+    first, last = match.group(1), match.group(2)
+    if first == "":
+        length = int(last)
+        return (max(size - length, 0), size) if length > 0 and size > 0 else None
+    start = int(first)
+    end = min(int(last) + 1, size) if last else size
+    return (start, end) if start < size and start < end else None
+
+
+def _error(status_code: int, code: str, message: str, request: Request) -> Response:
+    if request.method == "HEAD":
+        return Response(status_code=status_code)
+    return error_response(status_code, code, message)

@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response, status
+
+from registry.api.deps import ReadSession, RegistryDep, WriteSession
+from registry.api.schemas import PushIn, PushOut, VersionOut, YankIn, push_out, version_out
+from registry.db import queries
+from registry.refs import Ref, RepoName, RepoRef
+from registry.services import repos, versions
+from registry.services.push import FileEntry, PushRequest, push_version
+from registry.services.yank import yank
+
+router = APIRouter(prefix="/repos/{namespace}/{name}", tags=["versions"])
+
+
+def _target(namespace: str, name: str, ref: str) -> RepoRef:
+    return RepoRef(RepoName.parse(f"{namespace}/{name}"), Ref.parse(ref))
+
+
+@router.get("/versions")
+def log(
+    namespace: str,
+    name: str,
+    session: ReadSession,
+    limit: int = Query(50, ge=1, le=500),
+    offset: int = Query(0, ge=0),
+) -> list[VersionOut]:
+    """The repository's versions, newest first."""
+    repository = repos.get_repository(session, RepoName.parse(f"{namespace}/{name}"))
+    found = versions.log(session, repository, limit=limit, offset=offset)
+    tags = queries.tags_by_version(session, (v.id for v in found))
+    return [version_out(v, tags.get(v.id, [])) for v in found]
+
+
+@router.post(
+    "/versions",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": PushOut, "description": "the same content was already a version"}},
+)
+def commit(
+    namespace: str, name: str, body: PushIn, session: WriteSession, registry: RegistryDep, response: Response
+) -> PushOut:
+    """Commit a pushed adapter whose blobs are uploaded. Identical content returns the existing version."""
+    request = PushRequest(
+        files=[FileEntry(f.path, f.digest, f.size) for f in body.files],
+        base_sha=body.base,
+        message=body.message,
+        author=body.author,
+        provenance=body.provenance,
+        tags=body.tags,
+        update_latest=body.update_latest,
+        parents=body.parents,
+    )
+    result = push_version(
+        session,
+        registry.store,
+        RepoName.parse(f"{namespace}/{name}"),
+        request,
+        max_config_size=registry.settings.max_config_size,
+    )
+    if not result.created:
+        response.status_code = status.HTTP_200_OK
+    return push_out(
+        result.version,
+        queries.tags_of_version(session, result.version),
+        created=result.created,
+        tags_moved=result.tags_moved,
+    )
+
+
+@router.get("/versions/{ref}")
+def show(namespace: str, name: str, ref: str, session: ReadSession) -> VersionOut:
+    """One version by tag, ``sha256:<hex>`` (or a 12+ hex prefix) or ``#<number>``; yanked ones too."""
+    target = _target(namespace, name, ref)
+    version = versions.get_version(
+        session, repos.get_repository(session, target.repo), target.ref, allow_yanked=True
+    )
+    return version_out(version, queries.tags_of_version(session, version))
+
+
+@router.post("/versions/{ref}/yank")
+def yank_version(namespace: str, name: str, ref: str, body: YankIn, session: WriteSession) -> VersionOut:
+    version = yank(session, _target(namespace, name, ref), reason=body.reason, actor=None)
+    return version_out(version, queries.tags_of_version(session, version))
+
+
+@router.get("/resolve/{ref}")
+def resolve(
+    namespace: str,
+    name: str,
+    ref: str,
+    session: ReadSession,
+    response: Response,
+    base: str | None = Query(None, description="the base model SHA the caller runs; a mismatch is a 409"),
+) -> VersionOut:
+    """Resolve a reference to one version, for loaders; refuses yanked versions unless named by digest."""
+    target = _target(namespace, name, ref)
+    version = versions.resolve(session, target, base_sha=base)
+    response.headers["ETag"] = f'"{version.digest}"'
+    response.headers["Cache-Control"] = (
+        "public, max-age=31536000, immutable" if target.ref.kind == "digest" else "no-cache"
+    )
+    return version_out(version, queries.tags_of_version(session, version))

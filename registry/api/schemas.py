@@ -1,0 +1,251 @@
+"""Request and response bodies of the v1 API, and the functions that build them from the models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel as Schema
+from pydantic import Field
+
+from registry.db import models
+
+
+class ErrorDetail(Schema):
+    code: str
+    message: str
+
+
+class ErrorBody(Schema):
+    error: ErrorDetail
+
+
+class RepoOut(Schema):
+    namespace: str
+    name: str
+    id: str = Field(description="namespace/name")
+    created_at: datetime
+    versions: int | None = None
+
+
+class RepoIn(Schema):
+    namespace: str
+    name: str
+
+
+class BaseRefOut(Schema):
+    name: str
+    sha: str = Field(description="the SHA the adapter named")
+    content_digest: str
+
+
+class FileOut(Schema):
+    path: str
+    digest: str
+    size: int
+    url: str
+
+
+class VersionOut(Schema):
+    repo: str
+    number: int
+    digest: str
+    parents: list[str]
+    tags: list[str]
+    author: str | None
+    message: str | None
+    provenance: dict[str, Any]
+    created_at: datetime
+    yanked: bool
+    yank_reason: str | None
+    base: BaseRefOut
+    config: dict[str, Any]
+    files: list[FileOut]
+
+
+class FileIn(Schema):
+    path: str
+    digest: str = Field(description="sha256:<hex>")
+    size: int = Field(ge=0)
+
+
+class PushIn(Schema):
+    files: list[FileIn]
+    base: str | None = Field(default=None, description="base model SHA; default from adapter_config.json")
+    message: str | None = Field(default=None, max_length=65536)
+    author: str | None = Field(default=None, max_length=256)
+    provenance: dict[str, Any] = Field(default_factory=dict)
+    tags: list[str] = Field(default_factory=list)
+    update_latest: bool = True
+    parents: list[str] | None = None
+
+
+class PushOut(VersionOut):
+    created: bool
+    tags_moved: list[str]
+
+
+class YankIn(Schema):
+    reason: str | None = Field(default=None, max_length=4096)
+
+
+class TagOut(Schema):
+    name: str
+    number: int
+    digest: str
+    updated_at: datetime
+
+
+class TagMoveIn(Schema):
+    target: str = Field(description="the version to point at: tag, sha256:<hex> or #<number>")
+    expected: str | None = Field(default=None, description="compare-and-set: where the tag must point now")
+    expect_absent: bool = Field(default=False, description="compare-and-set: the tag must not exist yet")
+
+
+class TagEventOut(Schema):
+    tag: str
+    old: str | None
+    new: str | None
+    old_number: int | None
+    new_number: int | None
+    actor: str | None
+    created_at: datetime
+
+
+class BlobRef(Schema):
+    digest: str = Field(description="sha256:<hex>")
+    size: int = Field(ge=0)
+
+
+class BlobBatchIn(Schema):
+    blobs: list[BlobRef]
+
+
+class UploadTarget(Schema):
+    digest: str
+    size: int
+    method: str
+    url: str
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class BlobBatchOut(Schema):
+    missing: list[UploadTarget]
+
+
+class WeightShapeIn(Schema):
+    shape: list[int]
+    dtype: str
+
+
+class BaseManifestIn(Schema):
+    weights: dict[str, WeightShapeIn]
+    files: dict[str, str]
+    content_digest: str
+
+
+class BaseIn(Schema):
+    name: str
+    revision: str | None = None
+    manifest: BaseManifestIn
+
+
+class BaseOut(Schema):
+    name: str
+    content_digest: str
+    shas: list[str]
+    hf_revisions: list[str]
+    weights: int
+    created_at: datetime
+    created: bool | None = None
+
+
+class CompatibleAdapterOut(Schema):
+    repo: str
+    number: int
+    digest: str
+    tags: list[str]
+
+
+def repo_out(repository: models.Repository, versions: int | None = None) -> RepoOut:
+    return RepoOut(
+        namespace=repository.namespace,
+        name=repository.name,
+        id=repository.full_name,
+        created_at=repository.created_at,
+        versions=versions,
+    )
+
+
+def version_out(version: models.Version, tags: list[str]) -> VersionOut:
+    return VersionOut(**_version_fields(version, tags))
+
+
+def push_out(version: models.Version, tags: list[str], *, created: bool, tags_moved: list[str]) -> PushOut:
+    return PushOut(**_version_fields(version, tags), created=created, tags_moved=tags_moved)
+
+
+def _version_fields(version: models.Version, tags: list[str]) -> dict[str, Any]:
+    return {
+        "repo": version.repository.full_name,
+        "number": version.number,
+        "digest": f"sha256:{version.digest}",
+        "parents": [_qualified(link.parent) for link in version.parent_links],
+        "tags": tags,
+        "author": version.author,
+        "message": version.message,
+        "provenance": version.provenance,
+        "created_at": version.created_at,
+        "yanked": version.yanked_at is not None,
+        "yank_reason": version.yank_reason,
+        "base": BaseRefOut(
+            name=version.base.name, sha=version.base_sha, content_digest=version.base.content_digest
+        ),
+        "config": version.config,
+        "files": [
+            FileOut(
+                path=f.path,
+                digest=f"sha256:{f.blob_digest}",
+                size=f.size,
+                url=f"/api/v1/blobs/sha256:{f.blob_digest}",
+            )
+            for f in version.files
+        ],
+    }
+
+
+def _qualified(version: models.Version) -> str:
+    return f"{version.repository.full_name}@sha256:{version.digest}"
+
+
+def tag_out(tag: models.Tag) -> TagOut:
+    return TagOut(
+        name=tag.name,
+        number=tag.version.number,
+        digest=f"sha256:{tag.version.digest}",
+        updated_at=tag.updated_at,
+    )
+
+
+def tag_event_out(event: models.TagEvent) -> TagEventOut:
+    return TagEventOut(
+        tag=event.tag,
+        old=f"sha256:{event.old_version.digest}" if event.old_version else None,
+        new=f"sha256:{event.new_version.digest}" if event.new_version else None,
+        old_number=event.old_version.number if event.old_version else None,
+        new_number=event.new_version.number if event.new_version else None,
+        actor=event.actor,
+        created_at=event.created_at,
+    )
+
+
+def base_out(base: models.BaseModel, *, created: bool | None = None) -> BaseOut:
+    return BaseOut(
+        name=base.name,
+        content_digest=base.content_digest,
+        shas=[s.sha for s in base.shas],
+        hf_revisions=[s.sha for s in base.shas if s.kind == "hf"],
+        weights=len(base.manifest.get("weights", {})),
+        created_at=base.created_at,
+        created=created,
+    )

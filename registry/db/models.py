@@ -1,0 +1,179 @@
+"""SQLAlchemy 2 models of the registry's metadata.
+
+Versions are immutable; only ``yanked_at``/``yank_reason`` may be set later. Tags are movable names
+whose every move is appended to ``tag_events``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+HEX64 = "length({col}) = 64"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
+
+
+class Repository(Base):
+    __tablename__ = "repositories"
+    __table_args__ = (UniqueConstraint("namespace", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(96))
+    name: Mapped[str] = mapped_column(String(96))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class Blob(Base):
+    """A stored blob the registry knows about (written by uploads, read by gc and fsck)."""
+
+    __tablename__ = "blobs"
+    __table_args__ = (CheckConstraint(HEX64.format(col="digest"), name="digest_hex64"),)
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BaseModel(Base):
+    """A base model: its shape manifest, and the SHAs it answers to (``base_model_shas``)."""
+
+    __tablename__ = "base_models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), index=True)
+    content_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    manifest: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    shas: Mapped[list[BaseModelSha]] = relationship(
+        back_populates="base", order_by="BaseModelSha.kind", lazy="selectin"
+    )
+
+
+class BaseModelSha(Base):
+    """One SHA a base model answers to: its content digest, or a Hugging Face commit SHA."""
+
+    __tablename__ = "base_model_shas"
+    __table_args__ = (CheckConstraint("kind IN ('content', 'hf')", name="kind_known"),)
+
+    sha: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    base_id: Mapped[int] = mapped_column(ForeignKey("base_models.id", ondelete="CASCADE"), index=True)
+
+    base: Mapped[BaseModel] = relationship(back_populates="shas")
+
+
+class Version(Base):
+    __tablename__ = "versions"
+    __table_args__ = (
+        UniqueConstraint("repository_id", "number"),
+        UniqueConstraint("repository_id", "digest"),
+        CheckConstraint(HEX64.format(col="digest"), name="digest_hex64"),
+        Index("ix_versions_digest", "digest"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))
+    manifest: Mapped[dict[str, Any]]
+    config: Mapped[dict[str, Any]]
+    base_id: Mapped[int] = mapped_column(ForeignKey("base_models.id"), index=True)
+    base_sha: Mapped[str] = mapped_column(String(64))
+    author: Mapped[str | None] = mapped_column(String(256))
+    message: Mapped[str | None] = mapped_column(Text)
+    provenance: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    yanked_at: Mapped[datetime | None]
+    yank_reason: Mapped[str | None] = mapped_column(Text)
+
+    repository: Mapped[Repository] = relationship(lazy="joined", innerjoin=True)
+    base: Mapped[BaseModel] = relationship(lazy="joined", innerjoin=True)
+    files: Mapped[list[VersionFile]] = relationship(order_by="VersionFile.path", lazy="selectin")
+    parent_links: Mapped[list[VersionParent]] = relationship(
+        foreign_keys="VersionParent.version_id", order_by="VersionParent.position", lazy="selectin"
+    )
+
+
+class VersionParent(Base):
+    __tablename__ = "version_parents"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parent_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), index=True)
+
+    parent: Mapped[Version] = relationship(foreign_keys=[parent_id], lazy="joined", innerjoin=True)
+
+
+class VersionFile(Base):
+    __tablename__ = "version_files"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True)
+    path: Mapped[str] = mapped_column(String(512), primary_key=True)
+    blob_digest: Mapped[str] = mapped_column(ForeignKey("blobs.digest"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
+class Tag(Base):
+    __tablename__ = "tags"
+    __table_args__ = (UniqueConstraint("repository_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(96))
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id"), index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    version: Mapped[Version] = relationship(lazy="joined", innerjoin=True)
+
+
+class TagEvent(Base):
+    """One move of a tag (like git's reflog): from ``old`` to ``new``; either may be null."""
+
+    __tablename__ = "tag_events"
+    __table_args__ = (Index("ix_tag_events_repository_id_tag", "repository_id", "tag"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    tag: Mapped[str] = mapped_column(String(96))
+    old_version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id", ondelete="SET NULL"))
+    new_version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id", ondelete="SET NULL"))
+    actor: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    old_version: Mapped[Version | None] = relationship(foreign_keys=[old_version_id], lazy="joined")
+    new_version: Mapped[Version | None] = relationship(foreign_keys=[new_version_id], lazy="joined")

@@ -1,0 +1,69 @@
+"""Engines and sessions.
+
+On SQLite, connections run in WAL mode with a busy timeout, and *write* sessions open their
+transaction with ``BEGIN IMMEDIATE`` so that two writers queue instead of failing to upgrade a read
+lock. PostgreSQL needs none of this: writers serialize on the row locks the queries take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+_SQLITE_BEGIN = "lorareg_sqlite_begin"
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine for ``url`` with the settings the registry relies on."""
+    if make_url(url).get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+
+    @event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # let the "begin" hook below issue BEGIN
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection) -> None:  # type: ignore[no-untyped-def]
+        connection.exec_driver_sql(connection.get_execution_options().get(_SQLITE_BEGIN, "BEGIN"))
+
+    return engine
+
+
+@dataclass(frozen=True)
+class Database:
+    """The engine plus the two session factories: read sessions and write sessions."""
+
+    engine: Engine
+    reader: sessionmaker[Session]
+    writer: sessionmaker[Session]
+
+    @classmethod
+    def connect(cls, url: str) -> Database:
+        engine = make_engine(url)
+        write_engine = engine.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+        return cls(
+            engine=engine,
+            reader=sessionmaker(engine, expire_on_commit=False),
+            writer=sessionmaker(write_engine, expire_on_commit=False),
+        )
+
+    @contextmanager
+    def transaction(self, *, write: bool = True) -> Iterator[Session]:
+        """One unit of work: committed when the block succeeds, rolled back when it raises."""
+        factory = self.writer if write else self.reader
+        with factory() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,98 @@
+"""Base models: registration from a shape manifest, lookup by any SHA they answer to."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from sqlalchemy.orm import Session
+
+from registry.adapters.base_manifest import BaseManifest
+from registry.db import queries
+from registry.db.models import BaseModel, BaseModelSha
+from registry.errors import Conflict, InvalidInput, UnknownBase
+
+_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+
+
+def validate_sha(sha: str) -> str:
+    """A base SHA: a 40-hex Hugging Face commit or a 64-hex content digest."""
+    sha = sha.lower()
+    if not _SHA.match(sha):
+        raise InvalidInput(
+            f"invalid base model SHA {sha!r}: expected a 40-hex Hugging Face commit SHA or the 64-hex "
+            "content digest printed by `lorareg base register`"
+        )
+    return sha
+
+
+def register_base(
+    session: Session, *, name: str, manifest: BaseManifest, revision: str | None = None
+) -> tuple[BaseModel, bool]:
+    """Record a base model (or add an HF revision to a known one); return it and whether it is new."""
+    if not name or len(name) > 256:
+        raise InvalidInput("a base model needs a name of 1 to 256 characters, e.g. meta-llama/Llama-3.1-8B")
+    if revision is not None:
+        revision = validate_sha(revision)
+        if len(revision) != 40:
+            raise InvalidInput(f"--revision must be a 40-hex Hugging Face commit SHA, got {revision!r}")
+    base = queries.get_base_by_digest(session, manifest.content_digest)
+    created = base is None
+    if base is None:
+        base = BaseModel(name=name, content_digest=manifest.content_digest, manifest=manifest.to_json())
+        session.add(base)
+        session.flush()
+        session.add(BaseModelSha(sha=manifest.content_digest, kind="content", base_id=base.id))
+    if revision is not None:
+        known = queries.get_base_sha(session, revision)
+        if known is not None and known.base_id != base.id:
+            raise Conflict(
+                f"revision {revision} is already registered for another base model "
+                f"({known.base.name}, content sha256:{known.base.content_digest})"
+            )
+        if known is None:
+            session.add(BaseModelSha(sha=revision, kind="hf", base_id=base.id))
+    session.flush()
+    session.refresh(base)
+    return base, created
+
+
+def get_base(session: Session, sha: str) -> BaseModel:
+    base = queries.get_base_by_sha(session, validate_sha(sha))
+    if base is None:
+        raise UnknownBase(
+            f"base model {sha} is not registered; register it with "
+            f"`lorareg base register DIR --name NAME{' --revision ' + sha if len(sha) == 40 else ''}`"
+        )
+    return base
+
+
+def find_base(session: Session, *, sha: str | None, name: str | None) -> tuple[BaseModel, str]:
+    """The base an adapter names, by SHA or else by a unique name; return it and the SHA used."""
+    if sha:
+        return get_base(session, sha), sha.lower()
+    if not name:
+        raise InvalidInput(
+            "the adapter names no base model: set base_model_name_or_path and revision in "
+            "adapter_config.json, or pass --base NAME@SHA"
+        )
+    candidates = queries.get_bases_by_name(session, name)
+    if len(candidates) == 1:
+        return candidates[0], candidates[0].content_digest
+    if not candidates:
+        raise UnknownBase(
+            f"no base model named {name!r} is registered; register it with "
+            f"`lorareg base register DIR --name {name}`, or pass --base NAME@SHA"
+        )
+    raise InvalidInput(
+        f"{len(candidates)} base models are named {name!r}; pick one with --base {name}@SHA "
+        f"(content SHAs: {', '.join(b.content_digest for b in candidates)})"
+    )
+
+
+def list_bases(session: Session) -> Sequence[BaseModel]:
+    return queries.list_bases(session)
+
+
+def base_answers_to(base: BaseModel, sha: str) -> bool:
+    return any(s.sha == sha.lower() for s in base.shas)

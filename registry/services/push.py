@@ -1,0 +1,200 @@
+"""Committing a pushed adapter: validate against its base, then insert the version in one transaction.
+
+The blobs were uploaded (and verified) before; here the server re-reads what it needs from the blob
+store — the adapter config and the safetensors header, never the tensor data — checks the adapter
+against the base model's shape manifest, and inserts the version, its files, its parents and its tag
+moves. Pushing content the repository already has returns the existing version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from registry.adapters import CONFIG_FILE, WEIGHTS_FILE
+from registry.adapters.base_manifest import BaseManifest
+from registry.adapters.compatibility import LoraModule, check_adapter
+from registry.adapters.config import LoraConfig, parse_adapter_config
+from registry.adapters.safetensors_header import parse_header
+from registry.db import queries
+from registry.db.models import BaseModel, Repository, Version, VersionParent
+from registry.errors import InvalidAdapter, InvalidInput
+from registry.refs import DEFAULT_TAG, RepoName, RepoRef, validate_file_path, validate_name
+from registry.services import repos
+from registry.services.bases import find_base
+from registry.services.blobs import parse_digest
+from registry.services.tags import set_tag
+from registry.services.versions import get_version
+from registry.storage import BlobNotFound, BlobStore
+
+MANIFEST_SCHEMA = "lorareg.adapter.v1"
+MAX_FILES = 1000
+_COMMIT_SHA = re.compile(r"^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$")
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    path: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class PushRequest:
+    files: list[FileEntry]
+    base_sha: str | None = None
+    message: str | None = None
+    author: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    update_latest: bool = True
+    parents: list[str] | None = None  # "ns/name@sha256:…" refs; default: the repository's latest
+
+
+@dataclass(frozen=True)
+class PushResult:
+    version: Version
+    created: bool
+    tags_moved: list[str]
+
+
+def push_version(
+    session: Session, store: BlobStore, repo: RepoName, request: PushRequest, *, max_config_size: int
+) -> PushResult:
+    """Validate the pushed files and commit them as a version of ``repo`` (idempotent)."""
+    files = _check_files(session, store, request.files)
+    tags = ([DEFAULT_TAG] if request.update_latest else []) + [validate_name(t, "tag") for t in request.tags]
+    config = _read_config(store, files[CONFIG_FILE], max_config_size)
+    weights = files[WEIGHTS_FILE]
+    header = parse_header(
+        lambda offset, length: store.read_at(weights.digest, offset, length),
+        weights.size,
+        filename=WEIGHTS_FILE,
+    )
+    base, base_sha = _find_base(session, config, request.base_sha)
+    modules = check_adapter(config, header, BaseManifest.from_json(base.manifest))
+
+    manifest = {
+        "schema": MANIFEST_SCHEMA,
+        "files": [
+            {"path": f.path, "digest": f.digest, "size": f.size}
+            for f in sorted(files.values(), key=lambda f: f.path)
+        ],
+        "base": {"digest": base.content_digest},
+    }
+    digest = hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+    repository = repos.create_repository(session, repo)
+    version = queries.get_version_by_digest(session, repository, digest)
+    created = version is None
+    if version is None:
+        parents = _parents(session, repository, request.parents)
+        version = Version(
+            repository_id=repository.id,
+            number=queries.next_version_number(session, repository),
+            digest=digest,
+            manifest=manifest,
+            config=_config_summary(config, modules, base),
+            base_id=base.id,
+            base_sha=base_sha,
+            author=request.author,
+            message=request.message,
+            provenance=request.provenance,
+        )
+        session.add(version)
+        session.flush()
+        queries.add_files(session, version, [(f.path, f.digest, f.size) for f in files.values()])
+        session.add_all(
+            VersionParent(version_id=version.id, position=i, parent_id=p.id) for i, p in enumerate(parents)
+        )
+        session.flush()
+        session.refresh(version)
+    moved = [t for t in dict.fromkeys(tags) if set_tag(session, repository, t, version, actor=request.author)]
+    return PushResult(version=version, created=created, tags_moved=moved)
+
+
+def _check_files(session: Session, store: BlobStore, entries: list[FileEntry]) -> dict[str, FileEntry]:
+    if len(entries) > MAX_FILES:
+        raise InvalidInput(f"a version may have at most {MAX_FILES} files, got {len(entries)}")
+    files: dict[str, FileEntry] = {}
+    for entry in entries:
+        path = validate_file_path(entry.path)
+        if path in files:
+            raise InvalidInput(f"file {path!r} is listed twice")
+        if entry.size < 0:
+            raise InvalidInput(f"file {path!r} has a negative size")
+        files[path] = FileEntry(path, parse_digest(entry.digest), entry.size)
+    for required in (CONFIG_FILE, WEIGHTS_FILE):
+        if required not in files:
+            raise InvalidAdapter(
+                f"the adapter has no {required}; a PEFT LoRA adapter directory holds {CONFIG_FILE} and "
+                f"{WEIGHTS_FILE} (save it with model.save_pretrained(dir))"
+            )
+    known = queries.known_blobs(session, (f.digest for f in files.values()))
+    for entry in files.values():
+        if known.get(entry.digest) != entry.size or not _stored_with_size(store, entry):
+            raise InvalidInput(
+                f"file {entry.path!r} references blob sha256:{entry.digest} ({entry.size} bytes), which was "
+                "never uploaded; upload the missing blobs (POST /api/v1/blobs/batch) before committing",
+                code="blob_unknown",
+            )
+    return files
+
+
+def _stored_with_size(store: BlobStore, entry: FileEntry) -> bool:
+    try:
+        return store.stat(entry.digest).size == entry.size
+    except BlobNotFound:
+        return False
+
+
+def _read_config(store: BlobStore, entry: FileEntry, max_size: int) -> LoraConfig:
+    if entry.size > max_size:
+        raise InvalidAdapter(f"{CONFIG_FILE} is {entry.size} bytes; the limit is {max_size}")
+    return parse_adapter_config(store.read_at(entry.digest, 0, entry.size))
+
+
+def _find_base(session: Session, config: LoraConfig, base_sha: str | None) -> tuple[BaseModel, str]:
+    if base_sha is None and config.revision:
+        if not _COMMIT_SHA.match(config.revision):
+            raise InvalidAdapter(
+                f"{CONFIG_FILE} names base revision {config.revision!r}, which is not a commit SHA; "
+                "pass --base NAME@SHA with the base model's commit SHA or content digest"
+            )
+        base_sha = config.revision
+    return find_base(session, sha=base_sha, name=config.base_model_name_or_path)
+
+
+def _parents(session: Session, repository: Repository, refs: list[str] | None) -> list[Version]:
+    if refs is None:
+        latest = queries.get_tag(session, repository, DEFAULT_TAG)
+        return [latest.version] if latest is not None else []
+    parents = []
+    for value in refs:
+        ref = RepoRef.parse(value)
+        if ref.ref.kind != "digest":
+            raise InvalidInput(f"parent {value!r} must name a version by digest: ns/name@sha256:<hex>")
+        parents.append(
+            get_version(session, repos.get_repository(session, ref.repo), ref.ref, allow_yanked=True)
+        )
+    return parents
+
+
+def _config_summary(config: LoraConfig, modules: list[LoraModule], base: BaseModel) -> dict[str, Any]:
+    return {
+        "peft_type": config.peft_type,
+        "r": config.r,
+        "lora_alpha": config.lora_alpha,
+        "use_rslora": config.use_rslora,
+        "fan_in_fan_out": config.fan_in_fan_out,
+        "target_modules": sorted({m.name.rsplit(".", 1)[-1] for m in modules}),
+        "modules": len(modules),
+        "ranks": sorted({m.rank for m in modules}),
+        "base_model_name_or_path": config.base_model_name_or_path,
+        "base_name": base.name,
+    }

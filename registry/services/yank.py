@@ -1,0 +1,28 @@
+"""Yanking: hide a version from tags and numbers without rewriting it."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from registry.db import queries
+from registry.db.models import Version, utcnow
+from registry.refs import DEFAULT_TAG, RepoRef
+from registry.services import repos
+from registry.services.tags import retarget_tag
+from registry.services.versions import get_version
+
+
+def yank(session: Session, target: RepoRef, *, reason: str | None, actor: str | None) -> Version:
+    """Yank a version (it stays pullable by digest) and move ``latest`` to the newest unyanked one."""
+    repository = repos.get_repository(session, target.repo, lock=True)
+    version = get_version(session, repository, target.ref, allow_yanked=True)
+    if version.yanked_at is not None:
+        return version
+    version.yanked_at = utcnow()
+    version.yank_reason = reason
+    session.flush()
+    latest = queries.get_tag(session, repository, DEFAULT_TAG, lock=True)
+    if latest is not None and latest.version_id == version.id:
+        replacement = queries.newest_unyanked_version(session, repository)
+        retarget_tag(session, repository, latest, replacement, actor=actor)
+    return version
