@@ -37,4 +37,4 @@ class Settings(BaseSettings):
 
     @cached_property
     def resolved_blob_url(self) -> str:
-        return self.blob_url or f"file://{self.home / 'blobs'}"
+        return self.blob_url or f"file://{self.home}"

@@ -5,10 +5,13 @@ from __future__ import annotations
 import copy
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import torch
 from peft import PeftModel
@@ -126,3 +129,28 @@ def test_exit_codes_for_usage_and_network(adapter_factory) -> None:
     assert usage.returncode == 2
     offline = subprocess.run([LOREG, "--url", "http://127.0.0.1:9", "ls"], capture_output=True, text=True)
     assert offline.returncode == 3 and "cannot reach" in offline.stderr
+
+
+def test_serve_starts_on_the_embedded_default(tmp_path: Path) -> None:
+    """`lorareg serve` with only LOREG_HOME: migrates a SQLite file, makes the blob directory, answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOREG_")}
+    env.update(LOREG_HOME=str(tmp_path / "home"), LOREG_PORT=str(port))
+    process = subprocess.Popen([LOREG, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                assert httpx.get(f"http://127.0.0.1:{port}/api/v1/health").json() == {"status": "ok"}
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None and time.monotonic() < deadline, "serve did not start"
+                time.sleep(0.1)
+        assert httpx.get(f"http://127.0.0.1:{port}/api/v1/repos").json() == []
+        assert (tmp_path / "home" / "lorareg.db").is_file()
+        assert (tmp_path / "home" / "blobs" / "sha256").is_dir()
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
