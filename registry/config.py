@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,28 @@ class Settings(BaseSettings):
     port: int = 8000
     max_blob_size: int = Field(default=4 * 1024**3, description="Largest accepted upload, in bytes.")
     max_config_size: int = Field(default=1024**2, description="Largest accepted adapter_config.json.")
+
+    # S3-compatible blob store (LOREG_BLOB_URL=s3://bucket/prefix).
+    s3_endpoint: str | None = Field(default=None, description="host:port of the S3 server; AWS when unset.")
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    s3_secure: bool = Field(default=True, description="Use HTTPS to reach the S3 server.")
+    s3_region: str = "us-east-1"
+    presign_downloads: bool = Field(
+        default=True, description="Answer blob GETs with a 307 to a presigned URL (else proxy the bytes)."
+    )
+    presign_uploads: bool = Field(default=True, description="Hand clients presigned PUT URLs for uploads.")
+    presign_expiry: int = Field(default=900, description="Lifetime of presigned URLs, in seconds.")
+
+    # Authentication.
+    auth: Literal["off", "required"] = Field(
+        default="off", description="'required' in production: every request needs a bearer token."
+    )
+    anonymous_read: bool = Field(default=False, description="With auth required, reads need no token.")
+
+    # Jobs.
+    executor: Literal["inline", "celery"] = Field(default="inline", description="Where jobs run.")
+    broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker URL.")
 
     # Client side (the CLI).
     url: str = "http://127.0.0.1:8000"

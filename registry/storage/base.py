@@ -5,6 +5,7 @@ Blobs are immutable byte strings addressed by their sha256. The store is laid ou
     <root>/
       blobs/sha256/ab/abcdef…   one file (or object) per blob, named by its full hex digest
       uploads/<uuid>            uploads being received; moved under blobs/ only once verified
+      uploads/sha256/<digest>   (S3) where a presigned PUT lands, until ``promote_upload`` verifies it
 
 :func:`blob_key` is the one place that builds a blob's path.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -64,6 +65,23 @@ class BlobStore(Protocol):
         Raises :class:`registry.errors.DigestMismatch` or :class:`registry.errors.TooLarge` and keeps
         nothing when the bytes are wrong. Publishing an existing blob is a no-op.
         """
+        ...
+
+    def upload_url(self, digest: str, *, expires: timedelta) -> str | None:
+        """A presigned URL a client may PUT the blob's bytes to, or None if the backend has none."""
+        ...
+
+    def promote_upload(self, digest: str, *, max_size: int) -> int:
+        """Verify the bytes a client PUT to :meth:`upload_url` and publish them; return the size.
+
+        Bytes that do not hash to ``digest`` (or exceed ``max_size``) are deleted and refused with
+        :class:`registry.errors.DigestMismatch` / :class:`registry.errors.TooLarge`; raises
+        :class:`BlobNotFound` when nothing was uploaded.
+        """
+        ...
+
+    def download_url(self, digest: str, *, expires: timedelta) -> str | None:
+        """A presigned URL that serves the blob, or None if clients must read it through the API."""
         ...
 
     def delete(self, digest: str) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import os
 import uuid
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from registry.errors import DigestMismatch, TooLarge
@@ -86,6 +86,15 @@ class FilesystemBlobStore:
             return size
         finally:
             staged.unlink(missing_ok=True)
+
+    def upload_url(self, digest: str, *, expires: timedelta) -> None:
+        return None
+
+    def promote_upload(self, digest: str, *, max_size: int) -> int:
+        raise BlobNotFound(digest)  # clients upload through the API, never straight to the directory
+
+    def download_url(self, digest: str, *, expires: timedelta) -> None:
+        return None
 
     def delete(self, digest: str) -> None:
         self.path(digest).unlink(missing_ok=True)

@@ -1,0 +1,67 @@
+"""Every query the services run, one module per domain. Services never build SQL themselves."""
+
+from registry.db.queries.bases import (
+    get_base_by_digest,
+    get_base_by_sha,
+    get_base_sha,
+    get_bases_by_name,
+    list_bases,
+)
+from registry.db.queries.blobs import (
+    known_blobs,
+    record_blob,
+)
+from registry.db.queries.repos import (
+    count_versions,
+    delete_repository,
+    ensure_repository,
+    get_repository,
+    list_repositories,
+)
+from registry.db.queries.tags import (
+    get_tag,
+    insert_tag_if_absent,
+    list_tags,
+    tag_history,
+    tags_by_version,
+    tags_of_version,
+)
+from registry.db.queries.versions import (
+    add_files,
+    find_versions_by_digest_prefix,
+    get_version_by_digest,
+    get_version_by_number,
+    list_versions,
+    newest_unyanked_version,
+    next_version_number,
+    versions_on_base,
+)
+
+__all__ = [
+    "add_files",
+    "count_versions",
+    "delete_repository",
+    "ensure_repository",
+    "find_versions_by_digest_prefix",
+    "get_base_by_digest",
+    "get_base_by_sha",
+    "get_base_sha",
+    "get_bases_by_name",
+    "get_repository",
+    "get_tag",
+    "get_version_by_digest",
+    "get_version_by_number",
+    "insert_tag_if_absent",
+    "known_blobs",
+    "list_bases",
+    "list_repositories",
+    "list_tags",
+    "list_versions",
+    "newest_unyanked_version",
+    "next_version_number",
+    "record_blob",
+    "tag_history",
+    "tags_by_version",
+    "tags_of_version",
+    "versions_on_base",
+]

@@ -1,0 +1,62 @@
+"""Queries on repositories."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from registry.db.models import (
+    Repository,
+    Version,
+)
+from registry.db.queries._dialect import insert_for
+
+
+def get_repository(session: Session, namespace: str, name: str, *, lock: bool = False) -> Repository | None:
+    query = select(Repository).where(Repository.namespace == namespace, Repository.name == name)
+    if lock:
+        query = query.with_for_update(of=Repository)
+    return session.scalars(query).one_or_none()
+
+
+def ensure_repository(session: Session, namespace: str, name: str) -> Repository:
+    """Return the repository, creating it if needed, locked for the rest of the transaction."""
+    session.execute(
+        insert_for(session, Repository)
+        .values(namespace=namespace, name=name, created_at=func.now())
+        .on_conflict_do_nothing(index_elements=["namespace", "name"])
+    )
+    repository = get_repository(session, namespace, name, lock=True)
+    assert repository is not None
+    return repository
+
+
+def list_repositories(
+    session: Session, *, namespace: str | None = None, base_id: int | None = None
+) -> Sequence[Repository]:
+    query = select(Repository).order_by(Repository.namespace, Repository.name)
+    if namespace is not None:
+        query = query.where(Repository.namespace == namespace)
+    if base_id is not None:
+        query = query.where(
+            select(Version.id)
+            .where(Version.repository_id == Repository.id, Version.base_id == base_id)
+            .exists()
+        )
+    return session.scalars(query).all()
+
+
+def delete_repository(session: Session, repository: Repository) -> None:
+    session.execute(delete(Repository).where(Repository.id == repository.id))
+
+
+def count_versions(session: Session, repository_ids: Iterable[int]) -> dict[int, int]:
+    ids = list(repository_ids)
+    rows = session.execute(
+        select(Version.repository_id, func.count())
+        .where(Version.repository_id.in_(ids))
+        .group_by(Version.repository_id)
+    )
+    return {digest: size for digest, size in rows}
