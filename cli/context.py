@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from cli.client import RegistryClient
+from cli.credentials import load_token
 from registry.config import Settings
 
 
@@ -21,7 +22,8 @@ class AppContext:
     @property
     def client(self) -> RegistryClient:
         if self._client is None:
-            self._client = RegistryClient(self.settings.url, self.settings.token, progress=not self.as_json)
+            token = self.settings.token or load_token(self.settings.credentials_file, self.settings.url)
+            self._client = RegistryClient(self.settings.url, token, progress=not self.as_json)
         return self._client
 
     def close(self) -> None:

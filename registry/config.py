@@ -53,6 +53,10 @@ class Settings(BaseSettings):
     # Client side (the CLI).
     url: str = "http://127.0.0.1:8000"
     token: str | None = None
+    credentials_file: Path = Field(
+        default_factory=lambda: Path.home() / ".config" / "lorareg" / "credentials.json",
+        description="Where `lorareg login` keeps tokens, one per registry URL (mode 0600).",
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -79,3 +79,15 @@ class Gone(RegistryError):
     """The version exists but was yanked; it is reachable only by digest."""
 
     code = "yanked"
+
+
+class Unauthorized(RegistryError):
+    """No valid credentials: a token is missing, malformed, unknown, revoked or expired."""
+
+    code = "unauthorized"
+
+
+class Forbidden(RegistryError):
+    """Valid credentials without the right: a scope too low, or another namespace."""
+
+    code = "forbidden"

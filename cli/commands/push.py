@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import getpass
+import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import click
@@ -30,6 +32,42 @@ def adapter_files(directory: Path) -> dict[str, Path]:
     return files
 
 
+def ci_provenance(env: Mapping[str, str]) -> dict[str, str]:
+    """What the CI system running this push says about it (GitHub Actions, GitLab CI)."""
+    if env.get("GITHUB_ACTIONS") == "true" or env.get("GITHUB_SHA"):
+        found = {"ci": "github-actions", "git_commit": env.get("GITHUB_SHA", "")}
+        if env.get("GITHUB_REPOSITORY"):
+            server = env.get("GITHUB_SERVER_URL", "https://github.com")
+            found["git_repository"] = f"{server}/{env['GITHUB_REPOSITORY']}"
+            if env.get("GITHUB_RUN_ID"):
+                found["ci_run_url"] = (
+                    f"{server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
+                )
+        return {k: v for k, v in found.items() if v}
+    if env.get("GITLAB_CI") == "true" or env.get("CI_COMMIT_SHA"):
+        found = {
+            "ci": "gitlab-ci",
+            "git_commit": env.get("CI_COMMIT_SHA", ""),
+            "git_repository": env.get("CI_PROJECT_URL", ""),
+            "ci_run_url": env.get("CI_JOB_URL", ""),
+        }
+        return {k: v for k, v in found.items() if v}
+    return {}
+
+
+def parse_provenance(pairs: tuple[str, ...]) -> dict[str, str]:
+    """``--provenance key=value`` options."""
+    found = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(
+                f"{pair!r}: use key=value, e.g. source=hf://org/repo@rev", param_hint="--provenance"
+            )
+        found[key] = value
+    return found
+
+
 def parse_base(value: str | None) -> str | None:
     """``--base NAME@SHA`` or ``--base SHA`` → the SHA."""
     if value is None:
@@ -47,6 +85,13 @@ def parse_base(value: str | None) -> str | None:
 @click.option("--tag", "tags", multiple=True, help="Also point this tag at the version (repeatable).")
 @click.option("--no-latest", is_flag=True, help=f"Do not move '{DEFAULT_TAG}' to this version.")
 @click.option("--author", help="Author to record [default: the current user].")
+@click.option(
+    "--provenance",
+    "provenance",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Where this adapter comes from (repeatable); CI runs are recorded automatically.",
+)
 @pass_app
 def push(
     app: AppContext,
@@ -57,6 +102,7 @@ def push(
     tags: tuple[str, ...],
     no_latest: bool,
     author: str | None,
+    provenance: tuple[str, ...],
 ) -> None:
     """Push the PEFT adapter in DIRECTORY as a new version of TARGET (ns/name[:tag])."""
     ref = RepoRef.parse(target)
@@ -80,6 +126,7 @@ def push(
         "author": author or getpass.getuser(),
         "tags": [*explicit_tags, *tags],
         "update_latest": not no_latest,
+        "provenance": {**ci_provenance(os.environ), **parse_provenance(provenance)},
     }
     result = client.request("POST", f"{client.repo_path(ref.repo)}/versions", json=body)
     uploaded = sum(u["size"] for u in missing)

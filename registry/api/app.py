@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,11 +10,13 @@ from fastapi import FastAPI
 
 from registry.api import errors
 from registry.api.deps import Registry
-from registry.api.routers import bases, blobs, health, repos, tags, versions
+from registry.api.routers import bases, blobs, health, repos, tags, tokens, versions
 from registry.api.schemas import ErrorBody
 from registry.config import Settings
 from registry.db.session import Database
 from registry.storage import open_blob_store
+
+logger = logging.getLogger("lorareg")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -37,6 +40,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}},
     )
     errors.install(app)
-    for router in (health.router, repos.router, versions.router, tags.router, blobs.router, bases.router):
+    for router in (
+        health.router,
+        repos.router,
+        versions.router,
+        tags.router,
+        blobs.router,
+        bases.router,
+        tokens.router,
+    ):
         app.include_router(router, prefix="/api/v1")
     return app

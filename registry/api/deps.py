@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session
 
 from registry.config import Settings
 from registry.db.session import Database
+from registry.principal import ANONYMOUS_ADMIN, ANONYMOUS_READER, Principal
+from registry.services import tokens
 from registry.storage import BlobStore
 
 
@@ -50,3 +52,33 @@ def get_store(registry: RegistryDep) -> BlobStore:
 
 
 StoreDep = Annotated[BlobStore, Depends(get_store)]
+
+
+def authorize(scope: str) -> Callable[..., Principal]:
+    """A dependency that admits callers with ``scope`` (in the path's ``namespace``, if any).
+
+    With ``LOREG_AUTH=off`` everyone is admin. Tokens are looked up in a read-only transaction; the
+    last-used time is written separately, at most once a minute per token.
+    """
+
+    def dependency(request: Request, registry: RegistryDep) -> Principal:
+        settings = registry.settings
+        if settings.auth == "off":
+            return ANONYMOUS_ADMIN
+        header = request.headers.get("authorization")
+        if header is None and scope == "read" and settings.anonymous_read:
+            return ANONYMOUS_READER
+        with registry.db.transaction(write=False) as session:
+            principal = tokens.authenticate(session, header)
+        principal.require(scope, request.path_params.get("namespace"))
+        if principal.stale_last_use:
+            with registry.db.transaction(write=True) as session:
+                tokens.record_use(session, principal)
+        return principal
+
+    return dependency
+
+
+Reader = Annotated[Principal, Depends(authorize("read"))]
+Writer = Annotated[Principal, Depends(authorize("write"))]
+Admin = Annotated[Principal, Depends(authorize("admin"))]

@@ -16,6 +16,8 @@ STATUS_BY_ERROR: list[tuple[type[errors.RegistryError], int]] = [
     (errors.NotFound, status.HTTP_404_NOT_FOUND),
     (errors.Conflict, status.HTTP_409_CONFLICT),
     (errors.Gone, status.HTTP_410_GONE),
+    (errors.Unauthorized, status.HTTP_401_UNAUTHORIZED),
+    (errors.Forbidden, status.HTTP_403_FORBIDDEN),
 ]
 
 
@@ -36,7 +38,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(errors.RegistryError)
     async def _registry_error(_request: Request, exc: errors.RegistryError) -> JSONResponse:
-        return error_response(status_for(exc), exc.code, exc.message)
+        challenge = isinstance(exc, errors.Unauthorized)
+        headers = {"WWW-Authenticate": 'Bearer realm="lorareg"'} if challenge else None
+        return error_response(status_for(exc), exc.code, exc.message, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:

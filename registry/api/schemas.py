@@ -249,3 +249,53 @@ def base_out(base: models.BaseModel, *, created: bool | None = None) -> BaseOut:
         created_at=base.created_at,
         created=created,
     )
+
+
+class TokenIn(Schema):
+    name: str = Field(min_length=1, max_length=96)
+    scope: str = Field(description="read, write or admin")
+    namespaces: list[str] | None = Field(default=None, description="limit the token to these namespaces")
+    expires_in: int | None = Field(default=None, gt=0, description="lifetime in seconds; none = no expiry")
+
+
+class TokenOut(Schema):
+    id: int
+    name: str
+    scope: str
+    namespaces: list[str] | None
+    created_at: datetime
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    revoked: bool
+
+
+class TokenCreatedOut(TokenOut):
+    secret: str = Field(description="shown once; only its hash is stored")
+
+
+class WhoAmIOut(Schema):
+    name: str
+    scope: str
+    namespaces: list[str] | None
+    auth: str
+
+
+def token_out(token: models.Token) -> TokenOut:
+    return TokenOut(**_token_fields(token))
+
+
+def token_created_out(token: models.Token, secret: str) -> TokenCreatedOut:
+    return TokenCreatedOut(**_token_fields(token), secret=secret)
+
+
+def _token_fields(token: models.Token) -> dict[str, Any]:
+    return {
+        "id": token.id,
+        "name": token.name,
+        "scope": token.scope,
+        "namespaces": token.namespaces,
+        "created_at": token.created_at,
+        "expires_at": token.expires_at,
+        "last_used_at": token.last_used_at,
+        "revoked": token.revoked_at is not None,
+    }

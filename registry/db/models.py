@@ -177,3 +177,20 @@ class TagEvent(Base):
 
     old_version: Mapped[Version | None] = relationship(foreign_keys=[old_version_id], lazy="joined")
     new_version: Mapped[Version | None] = relationship(foreign_keys=[new_version_id], lazy="joined")
+
+
+class Token(Base):
+    """A bearer token: only the sha256 of the secret is stored, with its scope and namespaces."""
+
+    __tablename__ = "tokens"
+    __table_args__ = (CheckConstraint("scope IN ('read', 'write', 'admin')", name="scope_known"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(96))
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    namespaces: Mapped[list[str] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]

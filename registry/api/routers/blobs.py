@@ -9,7 +9,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import StreamingResponse
 
-from registry.api.deps import RegistryDep, StoreDep, WriteSession
+from registry.api.deps import Reader, RegistryDep, StoreDep, Writer, WriteSession
 from registry.api.errors import error_response
 from registry.api.schemas import BlobBatchIn, BlobBatchOut, UploadTarget
 from registry.errors import TooLarge
@@ -22,7 +22,7 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 @router.post("/batch")
-def batch(body: BlobBatchIn, session: WriteSession, store: StoreDep) -> BlobBatchOut:
+def batch(body: BlobBatchIn, session: WriteSession, _: Writer, store: StoreDep) -> BlobBatchOut:
     """Which of these blobs must be uploaded, and where to."""
     wanted = {blobs.parse_digest(b.digest): b.size for b in body.blobs}
     return BlobBatchOut(
@@ -34,7 +34,9 @@ def batch(body: BlobBatchIn, session: WriteSession, store: StoreDep) -> BlobBatc
 
 
 @router.put("/sha256:{hex_digest}", status_code=status.HTTP_201_CREATED)
-async def upload(hex_digest: str, request: Request, session: WriteSession, registry: RegistryDep) -> dict:
+async def upload(
+    hex_digest: str, request: Request, session: WriteSession, _: Writer, registry: RegistryDep
+) -> dict:
     """Upload a blob's bytes; they are hashed on the fly and refused unless they match the digest."""
     digest = blobs.parse_digest(hex_digest)
     declared = request.headers.get("content-length")
@@ -61,7 +63,7 @@ async def upload(hex_digest: str, request: Request, session: WriteSession, regis
 
 
 @router.api_route("/sha256:{hex_digest}", methods=["GET", "HEAD"])
-def download(hex_digest: str, request: Request, store: StoreDep) -> Response:
+def download(hex_digest: str, request: Request, store: StoreDep, _: Reader) -> Response:
     """A blob's bytes, with ``ETag`` = its digest, ``Range`` and immutable caching."""
     digest = blobs.parse_digest(hex_digest)
     try:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response, status
 
-from registry.api.deps import ReadSession, RegistryDep, WriteSession
+from registry.api.deps import Reader, ReadSession, RegistryDep, Writer, WriteSession
 from registry.api.schemas import PushIn, PushOut, VersionOut, YankIn, push_out, version_out
 from registry.db import queries
 from registry.refs import Ref, RepoName, RepoRef
@@ -22,6 +22,7 @@ def log(
     namespace: str,
     name: str,
     session: ReadSession,
+    _: Reader,
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
 ) -> list[VersionOut]:
@@ -38,14 +39,20 @@ def log(
     responses={200: {"model": PushOut, "description": "the same content was already a version"}},
 )
 def commit(
-    namespace: str, name: str, body: PushIn, session: WriteSession, registry: RegistryDep, response: Response
+    namespace: str,
+    name: str,
+    body: PushIn,
+    session: WriteSession,
+    principal: Writer,
+    registry: RegistryDep,
+    response: Response,
 ) -> PushOut:
     """Commit a pushed adapter whose blobs are uploaded. Identical content returns the existing version."""
     request = PushRequest(
         files=[FileEntry(f.path, f.digest, f.size) for f in body.files],
         base_sha=body.base,
         message=body.message,
-        author=body.author,
+        author=body.author or principal.name,
         provenance=body.provenance,
         tags=body.tags,
         update_latest=body.update_latest,
@@ -69,7 +76,7 @@ def commit(
 
 
 @router.get("/versions/{ref}")
-def show(namespace: str, name: str, ref: str, session: ReadSession) -> VersionOut:
+def show(namespace: str, name: str, ref: str, session: ReadSession, _: Reader) -> VersionOut:
     """One version by tag, ``sha256:<hex>`` (or a 12+ hex prefix) or ``#<number>``; yanked ones too."""
     target = _target(namespace, name, ref)
     version = versions.get_version(
@@ -79,8 +86,10 @@ def show(namespace: str, name: str, ref: str, session: ReadSession) -> VersionOu
 
 
 @router.post("/versions/{ref}/yank")
-def yank_version(namespace: str, name: str, ref: str, body: YankIn, session: WriteSession) -> VersionOut:
-    version = yank(session, _target(namespace, name, ref), reason=body.reason, actor=None)
+def yank_version(
+    namespace: str, name: str, ref: str, body: YankIn, session: WriteSession, principal: Writer
+) -> VersionOut:
+    version = yank(session, _target(namespace, name, ref), reason=body.reason, actor=principal.name)
     return version_out(version, queries.tags_of_version(session, version))
 
 
@@ -90,6 +99,7 @@ def resolve(
     name: str,
     ref: str,
     session: ReadSession,
+    _: Reader,
     response: Response,
     base: str | None = Query(None, description="the base model SHA the caller runs; a mismatch is a 409"),
 ) -> VersionOut:

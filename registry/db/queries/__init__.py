@@ -26,6 +26,13 @@ from registry.db.queries.tags import (
     tags_by_version,
     tags_of_version,
 )
+from registry.db.queries.tokens import (
+    any_active_admin,
+    get_token,
+    get_token_by_hash,
+    list_tokens,
+    touch_token,
+)
 from registry.db.queries.versions import (
     add_files,
     find_versions_by_digest_prefix,
@@ -39,6 +46,7 @@ from registry.db.queries.versions import (
 
 __all__ = [
     "add_files",
+    "any_active_admin",
     "count_versions",
     "delete_repository",
     "ensure_repository",
@@ -49,6 +57,8 @@ __all__ = [
     "get_bases_by_name",
     "get_repository",
     "get_tag",
+    "get_token",
+    "get_token_by_hash",
     "get_version_by_digest",
     "get_version_by_number",
     "insert_tag_if_absent",
@@ -56,6 +66,7 @@ __all__ = [
     "list_bases",
     "list_repositories",
     "list_tags",
+    "list_tokens",
     "list_versions",
     "newest_unyanked_version",
     "next_version_number",
@@ -63,5 +74,6 @@ __all__ = [
     "tag_history",
     "tags_by_version",
     "tags_of_version",
+    "touch_token",
     "versions_on_base",
 ]

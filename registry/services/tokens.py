@@ -1,0 +1,107 @@
+"""Bearer tokens: creation (the secret is shown once, stored as its sha256), authentication, scopes.
+
+A token has one scope (see :mod:`registry.principal`) and may be limited to namespaces.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from registry.db import queries
+from registry.db.models import Token, utcnow
+from registry.errors import InvalidInput, NotFound, Unauthorized
+from registry.principal import SCOPES, Principal
+from registry.refs import validate_name
+
+SECRET_PREFIX = "lrg_"
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_token(
+    session: Session,
+    *,
+    name: str,
+    scope: str,
+    namespaces: Sequence[str] | None = None,
+    expires_in: timedelta | None = None,
+) -> tuple[Token, str]:
+    """Create a token; return it and its secret (never stored, never shown again)."""
+    if scope not in SCOPES:
+        raise InvalidInput(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}")
+    if not name or len(name) > 96:
+        raise InvalidInput("a token needs a name of 1 to 96 characters, e.g. ci-publisher")
+    if expires_in is not None and expires_in <= timedelta(0):
+        raise InvalidInput("a token's lifetime must be positive, e.g. --expires 30d")
+    limited = tuple(validate_name(n, "namespace") for n in namespaces) if namespaces else None
+    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+    token = Token(
+        name=name,
+        secret_hash=hash_secret(secret),
+        scope=scope,
+        namespaces=list(limited) if limited else None,
+        expires_at=utcnow() + expires_in if expires_in else None,
+    )
+    session.add(token)
+    session.flush()
+    return token, secret
+
+
+def authenticate(session: Session, authorization: str | None) -> Principal:
+    """The principal behind an ``Authorization: Bearer …`` header; raise :class:`Unauthorized`. Read-only."""
+    if not authorization:
+        raise Unauthorized("this registry requires a token: pass --token, set LOREG_TOKEN or `lorareg login`")
+    kind, _, secret = authorization.partition(" ")
+    secret = secret.strip()
+    if kind.lower() != "bearer" or not secret.startswith(SECRET_PREFIX):
+        raise Unauthorized(f"malformed Authorization header: expected 'Bearer {SECRET_PREFIX}…'")
+    token = queries.get_token_by_hash(session, hash_secret(secret))
+    now = utcnow()
+    if token is None:
+        raise Unauthorized("unknown token; check LOREG_TOKEN or create a new one")
+    if token.revoked_at is not None:
+        raise Unauthorized(f"token {token.name!r} was revoked; create a new one")
+    if token.expires_at is not None and _aware(token.expires_at) <= now:
+        raise Unauthorized(f"token {token.name!r} expired on {token.expires_at:%Y-%m-%d}; make a new one")
+    stale = token.last_used_at is None or _aware(token.last_used_at) < now - _LAST_USED_RESOLUTION
+    namespaces = tuple(token.namespaces) if token.namespaces else None
+    return Principal(
+        name=token.name, scope=token.scope, namespaces=namespaces, token_id=token.id, stale_last_use=stale
+    )
+
+
+def record_use(session: Session, principal: Principal) -> None:
+    """Update the token's last-used time (at most once a minute, so reads stay read-only)."""
+    if principal.token_id is not None:
+        queries.touch_token(session, principal.token_id, utcnow())
+
+
+def revoke_token(session: Session, token_id: int) -> Token:
+    token = queries.get_token(session, token_id)
+    if token is None:
+        raise NotFound(f"no token with id {token_id}; `lorareg token ls` lists them")
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        session.flush()
+    return token
+
+
+def list_tokens(session: Session) -> Sequence[Token]:
+    return queries.list_tokens(session)
+
+
+def has_admin(session: Session) -> bool:
+    return queries.any_active_admin(session, utcnow())
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they are UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=utcnow().tzinfo)
