@@ -1,12 +1,14 @@
 """Push and pull throughput through a running lorareg server, next to a plain file copy.
 
-    python bench/transfer.py [--sizes 1,16,128] [--database-url URL]
+    python bench/transfer.py [--sizes 1,16,128] [--stores filesystem,s3] [--database-url URL]
 
-Starts ``lorareg serve`` on a free port (SQLite + local blobs in a temporary LOREG_HOME unless told
-otherwise), registers a synthetic base model (shape manifest only), builds LoRA adapters of about 1, 16
-and 128 MB, and for each measures, in this process through the real CLI commands:
+For each blob store (the local directory, and S3 through ``rclone serve s3``), starts ``lorareg
+serve`` on a free port (SQLite in a temporary LOREG_HOME unless told otherwise), registers a synthetic
+base model (shape manifest only), builds LoRA adapters of about 1, 16 and 128 MB, and for each
+measures, in this process through the real CLI commands:
 push (hash + batch check + upload + commit), pull (download + verify + write), a plain
-``shutil.copyfile`` of the same bytes (the baseline), and a re-push of unchanged content.
+``shutil.copyfile`` of the same bytes (the baseline), sha256 of the same bytes (what verifying a
+pull costs at least), and a re-push of unchanged content.
 Targets: pull of ≥ 16 MB within 3× of the plain copy; a re-push moves 0 blob bytes.
 """
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import io
 import json
 import os
@@ -75,14 +78,13 @@ def make_adapter(directory: Path, megabytes: int, seed: int) -> int:
 
 
 @contextlib.contextmanager
-def running_server(home: Path, database_url: str | None) -> Iterator[str]:
+def running_server(home: Path, settings: dict[str, str]) -> Iterator[str]:
+    """``lorareg serve`` in a subprocess with these ``LOREG_*`` settings; yield its URL."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
-    env = {**os.environ, "LOREG_HOME": str(home), "LOREG_PORT": str(port)}
-    if database_url:
-        env["LOREG_DATABASE_URL"] = database_url
+    env = {**os.environ, "LOREG_HOME": str(home), "LOREG_PORT": str(port), **settings}
     lorareg = str(Path(sys.executable).parent / "lorareg")
     process = subprocess.Popen(
         [lorareg, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -122,11 +124,67 @@ def best_of(repeat: int, fn, *args) -> tuple[float, object]:
     return min(runs, key=lambda run: run[0])
 
 
+@contextlib.contextmanager
+def blob_store_settings(store: str, work: Path) -> Iterator[dict[str, str]]:
+    """``LOREG_*`` settings for the store to measure: the local directory, or S3 (``rclone serve s3``,
+    a real S3 server that checks signatures, with presigned uploads and downloads)."""
+    if store == "filesystem":
+        yield {}
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from tests.s3_servers import rclone_server  # dev-only: the same S3 server the tests use
+
+    with rclone_server(work / "s3") as server:
+        overrides = server.settings_overrides()
+        yield {"LOREG_BLOB_URL": server.blob_url("bench")} | {
+            f"LOREG_{key.upper()}": str(value).lower() if isinstance(value, bool) else str(value)
+            for key, value in overrides.items()
+        }
+
+
+def sha256_of(path: Path) -> str:
+    """The verification every pull must do: the floor under pull time on a slow-hashing CPU."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def measure(url: str, work: Path, sizes: list[int], repeat: int) -> None:
+    """Print one table: push, pull and plain-copy throughput and the re-push per adapter size."""
+    layers = max(sizes) * 1024 * 1024 // (MODULE_BYTES * len(MODULES)) + 2
+    base = synthetic_base(layers)
+    httpx.post(f"{url}/api/v1/bases", json={"name": "bench-llama", "manifest": base}).raise_for_status()
+    print(
+        f"{'size':>8} {'push MB/s':>10} {'pull MB/s':>10} {'copy MB/s':>10} "
+        f"{'pull/copy':>10} {'sha256 MB/s':>12} {'re-push s':>10} {'re-push bytes':>14}"
+    )
+    for megabytes in sizes:
+        adapter = work / f"adapter-{megabytes}"
+        if not adapter.exists():
+            make_adapter(adapter, megabytes, seed=megabytes)
+        weights = adapter / "adapter_model.safetensors"
+        mb = weights.stat().st_size / 1e6
+        repo = f"bench/adapter-{megabytes}"
+        push_args = ("push", str(adapter), repo, "--base", base["content_digest"])
+        push_s, _ = best_of(1, lorareg, url, *push_args)
+        repush_s, repush = best_of(repeat, lorareg, url, *push_args)
+        pull_s, _ = best_of(repeat, lorareg, url, "pull", repo, "-o", str(work / f"pulled-{megabytes}"))
+        copy_s, _ = best_of(repeat, shutil.copyfile, weights, work / f"copy-{megabytes}")
+        hash_s, _ = best_of(repeat, sha256_of, weights)
+        print(
+            f"{megabytes:>6}MB {mb / push_s:>10.0f} {mb / pull_s:>10.0f} {mb / copy_s:>10.0f} "
+            f"{pull_s / copy_s:>9.1f}x {mb / hash_s:>12.0f} {repush_s:>10.3f} {repush['uploaded_bytes']:>14}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="1,16,128", help="adapter sizes in MB")
+    parser.add_argument("--stores", default="filesystem,s3", help="blob stores to measure: filesystem, s3")
     parser.add_argument("--database-url", help="LOREG_DATABASE_URL for the server (default SQLite)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the best is kept")
     args = parser.parse_args()
@@ -134,36 +192,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        with running_server(work / "home", args.database_url) as url:
-            layers = max(sizes) * 1024 * 1024 // (MODULE_BYTES * len(MODULES)) + 2
-            base = synthetic_base(layers)
-            httpx.post(
-                f"{url}/api/v1/bases", json={"name": "bench-llama", "manifest": base}
-            ).raise_for_status()
-            print(
-                f"server {url}  base sha256:{base['content_digest'][:12]}  repeats {args.repeat} (best kept)"
-            )
-            header = (
-                f"{'size':>8} {'push MB/s':>10} {'pull MB/s':>10} {'copy MB/s':>10} "
-                f"{'pull/copy':>10} {'re-push s':>10} {'re-push bytes':>14}"
-            )
-            print(header)
-            for megabytes in sizes:
-                adapter = work / f"adapter-{megabytes}"
-                size = make_adapter(adapter, megabytes, seed=megabytes)
-                mb = size / 1e6
-                repo = f"bench/adapter-{megabytes}"
-                push_args = ("push", str(adapter), repo, "--base", base["content_digest"])
-                push_s, _ = best_of(1, lorareg, url, *push_args)
-                repush_s, repush = best_of(args.repeat, lorareg, url, *push_args)
-                pulled = work / f"pulled-{megabytes}"
-                pull_s, _ = best_of(args.repeat, lorareg, url, "pull", repo, "-o", str(pulled))
-                weights = adapter / "adapter_model.safetensors"
-                copy_s, _ = best_of(args.repeat, shutil.copyfile, weights, work / f"copy-{megabytes}")
-                print(
-                    f"{megabytes:>6}MB {mb / push_s:>10.0f} {mb / pull_s:>10.0f} {mb / copy_s:>10.0f} "
-                    f"{pull_s / copy_s:>9.1f}x {repush_s:>10.3f} {repush['uploaded_bytes']:>14}"
-                )
+        for store in args.stores.split(","):
+            with blob_store_settings(store, work) as settings:
+                if args.database_url:
+                    settings["LOREG_DATABASE_URL"] = args.database_url
+                with running_server(work / f"home-{store}", settings) as url:
+                    print(f"\n{store} blob store, server {url}, best of {args.repeat}")
+                    measure(url, work, sizes, args.repeat)
 
 
 if __name__ == "__main__":

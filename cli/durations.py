@@ -1,4 +1,4 @@
-"""Durations on the command line: ``90s``, ``30m``, ``24h``, ``7d``, ``2w``."""
+"""Durations on the command line: ``90s``, ``30m``, ``24h``, ``7d``, ``2w``, or sums such as ``1h30m``."""
 
 from __future__ import annotations
 
@@ -8,23 +8,33 @@ from datetime import timedelta
 import click
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-_DURATION = re.compile(r"^(\d+)([smhdw])$")
+_DURATION = re.compile(r"(?:\d+[smhdw])+")
+_PART = re.compile(r"(\d+)([smhdw])")
+
+
+def parse_duration(value: str) -> timedelta:
+    """``30s``, ``30m``, ``24h``, ``7d``, ``2w`` or a sum such as ``1h30m`` → a timedelta."""
+    text = value.strip().lower()
+    if not _DURATION.fullmatch(text):
+        raise ValueError(f"invalid duration {value!r}: use a number and a unit (s, m, h, d, w), e.g. 24h")
+    total = timedelta()
+    for amount, unit in _PART.findall(text):
+        total += timedelta(**{_UNITS[unit]: int(amount)})
+    return total
 
 
 class Duration(click.ParamType):
-    """A click parameter type for durations."""
+    """A click parameter type for durations; a bad one is a usage error (exit 2)."""
 
     name = "duration"
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> timedelta:
         if isinstance(value, timedelta):
             return value
-        match = _DURATION.match(str(value).strip().lower())
-        if not match:
-            self.fail(
-                f"{value!r} is not a duration: use a number and s, m, h, d or w, e.g. 24h or 30d", param, ctx
-            )
-        return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 DURATION = Duration()

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     s3_secret_key: str | None = None
     s3_secure: bool = Field(default=True, description="Use HTTPS to reach the S3 server.")
     s3_region: str = "us-east-1"
+    s3_public_endpoint: str | None = Field(
+        default=None, description="Endpoint clients reach for presigned URLs, when not s3_endpoint."
+    )
     presign_downloads: bool = Field(
         default=True, description="Answer blob GETs with a 307 to a presigned URL (else proxy the bytes)."
     )

@@ -20,7 +20,6 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,38 +30,10 @@ from registry.adapters.base_manifest import read_base_manifest
 from registry.api.app import create_app
 from registry.config import Settings
 from registry.db import migrate
+from tests.s3_servers import moto_s3, rclone_s3
+from tests.service_checks import POSTGRES_URL, postgres_reachable, require, reset_postgres
 
-IN_CI = os.environ.get("CI") == "true"
-POSTGRES_URL = os.environ.get("LOREG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-
-
-def require(service: str, reachable: bool, how: str) -> None:
-    """Skip (on a laptop) or fail (in CI) when a service the test needs is down."""
-    if reachable:
-        return
-    message = f"{service} is not reachable; {how}"
-    if IN_CI:
-        pytest.fail(f"CI=true and {message}", pytrace=False)
-    pytest.skip(message)
-
-
-def postgres_reachable() -> bool:
-    try:
-        engine = create_engine(POSTGRES_URL)
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        engine.dispose()
-        return True
-    except Exception:
-        return False
-
-
-def reset_postgres() -> None:
-    engine = create_engine(POSTGRES_URL)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
+__all__ = ["POSTGRES_URL", "moto_s3", "postgres_reachable", "rclone_s3", "require"]
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])

@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database.connect(settings.resolved_database_url)
         app.state.registry = Registry(
-            settings=settings, db=db, store=open_blob_store(settings.resolved_blob_url)
+            settings=settings, db=db, store=open_blob_store(settings.resolved_blob_url, settings)
         )
         yield
         db.dispose()

@@ -47,13 +47,6 @@ ReadSession = Annotated[Session, Depends(get_read_session, scope="function")]
 WriteSession = Annotated[Session, Depends(get_write_session, scope="function")]
 
 
-def get_store(registry: RegistryDep) -> BlobStore:
-    return registry.store
-
-
-StoreDep = Annotated[BlobStore, Depends(get_store)]
-
-
 def authorize(scope: str) -> Callable[..., Principal]:
     """A dependency that admits callers with ``scope`` (in the path's ``namespace``, if any).
 

@@ -127,6 +127,9 @@ class UploadTarget(Schema):
     method: str
     url: str
     headers: dict[str, str] = Field(default_factory=dict)
+    verify_url: str | None = Field(
+        default=None, description="POST here after a direct (presigned) upload, before committing"
+    )
 
 
 class BlobBatchOut(Schema):

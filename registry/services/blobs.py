@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy.orm import Session
 
 from registry.db import queries
-from registry.errors import InvalidInput
+from registry.errors import InvalidInput, NotFound
 from registry.storage import BlobNotFound, BlobStore
 from registry.storage.base import SHA256_HEX
 
@@ -40,6 +40,18 @@ def _stored(store: BlobStore, digest: str) -> bool:
     except BlobNotFound:
         return False
     return True
+
+
+def verify_upload(session: Session, store: BlobStore, digest: str, *, max_size: int) -> int:
+    """Publish bytes a client PUT straight to object storage once they hash to ``digest``; record the blob."""
+    try:
+        size = store.promote_upload(digest, max_size=max_size)
+    except BlobNotFound:
+        raise NotFound(
+            f"nothing was uploaded for sha256:{digest}; PUT it to the URL the batch call returned first"
+        ) from None
+    queries.record_blob(session, digest, size)
+    return size
 
 
 def upload_blob(

@@ -41,7 +41,9 @@ def test_bad_push_is_refused_and_leaves_nothing(
     assert case.says.lower() in error["message"].lower()
     assert server.http.get(f"/api/v1/repos/{repo}").status_code == 404
     good = {f["digest"] for f in file_entries(adapter_factory())}
-    damaged = [f["digest"].removeprefix("sha256:") for f in file_entries(directory) if f["digest"] not in good]
+    damaged = [
+        f["digest"].removeprefix("sha256:") for f in file_entries(directory) if f["digest"] not in good
+    ]
     assert referenced(server, damaged) == 0
 
 

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine, inspect
 
 from registry.db import migrate
 from registry.db.models import Base
-from tests.conftest import POSTGRES_URL, postgres_reachable, require
+from tests.service_checks import fresh_postgres_database
 
 MIGRATION_DB = "lorareg_migrations"
 
@@ -24,15 +23,8 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'migrations.db'}"
         return
-    require("PostgreSQL at 127.0.0.1:5432", postgres_reachable(), "start it with pg_ctlcluster … main start")
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {MIGRATION_DB} WITH (FORCE)"))
-        connection.execute(text(f"CREATE DATABASE {MIGRATION_DB}"))
-    yield make_url(POSTGRES_URL).set(database=MIGRATION_DB).render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {MIGRATION_DB} WITH (FORCE)"))
-    admin.dispose()
+    with fresh_postgres_database(MIGRATION_DB) as url:
+        yield url
 
 
 def tables(url: str) -> set[str]:

@@ -2,14 +2,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 
-from registry.api.deps import Reader, RegistryDep, StoreDep, Writer, WriteSession
+from registry.api.deps import Reader, Registry, RegistryDep, Writer, WriteSession
 from registry.api.errors import error_response
 from registry.api.schemas import BlobBatchIn, BlobBatchOut, UploadTarget
 from registry.errors import TooLarge
@@ -22,15 +23,41 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 @router.post("/batch")
-def batch(body: BlobBatchIn, session: WriteSession, _: Writer, store: StoreDep) -> BlobBatchOut:
-    """Which of these blobs must be uploaded, and where to."""
+def batch(body: BlobBatchIn, session: WriteSession, _: Writer, registry: RegistryDep) -> BlobBatchOut:
+    """Which of these blobs must be uploaded, and where to: a presigned URL on object storage (then
+    ``verify_url``), or this API."""
     wanted = {blobs.parse_digest(b.digest): b.size for b in body.blobs}
-    return BlobBatchOut(
-        missing=[
-            UploadTarget(digest=f"sha256:{d}", size=wanted[d], method="PUT", url=f"/api/v1/blobs/sha256:{d}")
-            for d in blobs.missing_blobs(session, store, wanted)
-        ]
+    missing = blobs.missing_blobs(session, registry.store, wanted)
+    return BlobBatchOut(missing=[_upload_target(registry, digest, wanted[digest]) for digest in missing])
+
+
+def _upload_target(registry: Registry, digest: str, size: int) -> UploadTarget:
+    settings = registry.settings
+    direct = (
+        registry.store.upload_url(digest, expires=timedelta(seconds=settings.presign_expiry))
+        if settings.presign_uploads
+        else None
     )
+    if direct is None:
+        return UploadTarget(
+            digest=f"sha256:{digest}", size=size, method="PUT", url=f"/api/v1/blobs/sha256:{digest}"
+        )
+    return UploadTarget(
+        digest=f"sha256:{digest}",
+        size=size,
+        method="PUT",
+        url=direct,
+        headers={"Content-Type": "application/octet-stream"},
+        verify_url=f"/api/v1/blobs/sha256:{digest}/verify",
+    )
+
+
+@router.post("/sha256:{hex_digest}/verify")
+def verify(hex_digest: str, session: WriteSession, _: Writer, registry: RegistryDep) -> dict:
+    """Check a blob uploaded straight to object storage: kept if it hashes to its digest, else deleted."""
+    digest = blobs.parse_digest(hex_digest)
+    size = blobs.verify_upload(session, registry.store, digest, max_size=registry.settings.max_blob_size)
+    return {"digest": f"sha256:{digest}", "size": size}
 
 
 @router.put("/sha256:{hex_digest}", status_code=status.HTTP_201_CREATED)
@@ -63,9 +90,11 @@ async def upload(
 
 
 @router.api_route("/sha256:{hex_digest}", methods=["GET", "HEAD"])
-def download(hex_digest: str, request: Request, store: StoreDep, _: Reader) -> Response:
-    """A blob's bytes, with ``ETag`` = its digest, ``Range`` and immutable caching."""
+def download(hex_digest: str, request: Request, registry: RegistryDep, _: Reader) -> Response:
+    """A blob's bytes, with ``ETag`` = its digest, ``Range`` and immutable caching; on object storage a 307
+    to a short-lived presigned URL (unless ``LOREG_PRESIGN_DOWNLOADS=false``)."""
     digest = blobs.parse_digest(hex_digest)
+    store = registry.store
     try:
         size = store.stat(digest).size
     except BlobNotFound as exc:
@@ -73,6 +102,12 @@ def download(hex_digest: str, request: Request, store: StoreDep, _: Reader) -> R
     headers = {"ETag": f'"{digest}"', "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes"}
     if request.headers.get("if-none-match", "").strip() in (f'"{digest}"', digest, "*"):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    if request.method == "GET" and registry.settings.presign_downloads:
+        expires = timedelta(seconds=registry.settings.presign_expiry)
+        if (direct := registry.store.download_url(digest, expires=expires)) is not None:
+            return RedirectResponse(
+                direct, status_code=status.HTTP_307_TEMPORARY_REDIRECT, headers={"Cache-Control": "no-store"}
+            )
     start, end = 0, size
     status_code = status.HTTP_200_OK
     requested = request.headers.get("range")
