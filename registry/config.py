@@ -50,6 +50,7 @@ class Settings(BaseSettings):
     anonymous_read: bool = Field(default=False, description="With auth required, reads need no token.")
 
     # Jobs.
+    device: str = Field(default="auto", description="Compute device: auto (CUDA if present), cpu, cuda:N.")
     executor: Literal["inline", "celery"] = Field(default="inline", description="Where jobs run.")
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker URL.")
 
