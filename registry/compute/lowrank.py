@@ -45,7 +45,17 @@ def frobenius_inner(B1: torch.Tensor, A1: torch.Tensor, B2: torch.Tensor, A2: to
 
 
 def difference_norm(B1: torch.Tensor, A1: torch.Tensor, B2: torch.Tensor, A2: torch.Tensor) -> torch.Tensor:
-    """‖B1A1 − B2A2‖_F without cancellation: the norm of the core of ``[B1, −B2] @ [A1; A2]``."""
-    _, r_b = torch.linalg.qr(torch.cat([B1, -B2], dim=1))
-    _, r_a = torch.linalg.qr(torch.cat([A1, A2], dim=0).T)
-    return torch.linalg.matrix_norm(r_b @ r_a.T)
+    """‖B1A1 − B2A2‖_F without forming either product.
+
+    ``‖Δ1‖² + ‖Δ2‖² − 2⟨Δ1, Δ2⟩`` from fp64 Gram matrices is cheap, but cancels catastrophically when the
+    two updates are nearly equal; there (distance under 1e-3 of the norms) the norm of the small core of
+    ``[B1, −B2] @ [A1; A2]`` (thin QR of each stacked factor) is used instead, accurate at any distance.
+    """
+    b1, a1, b2, a2 = (t.double() for t in (B1, A1, B2, A2))
+    n1, n2 = frobenius_inner(b1, a1, b1, a1), frobenius_inner(b2, a2, b2, a2)
+    squared = n1 + n2 - 2 * frobenius_inner(b1, a1, b2, a2)
+    if squared > 1e-6 * (n1 + n2):
+        return squared.sqrt().to(B1.dtype)
+    _, r_b = torch.linalg.qr(torch.cat([b1, -b2], dim=1))
+    _, r_a = torch.linalg.qr(torch.cat([a1, a2], dim=0).T)
+    return torch.linalg.matrix_norm(r_b @ r_a.T).to(B1.dtype)

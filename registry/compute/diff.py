@@ -1,0 +1,331 @@
+"""Compare two adapters module by module, exactly, without forming any ΔW = s·B·A.
+
+Norms and inner products come from r×r Gram matrices (``lowrank.frobenius_inner``); the distance
+``‖ΔW_b − ΔW_a‖`` from the QR core of the stacked factors (``lowrank.difference_norm``), which stays
+accurate for nearly equal adapters where ``‖a‖² + ‖b‖² − 2⟨a, b⟩`` cancels. All of it runs in fp64 on
+factors of size (out + in)·r, so comparing two adapters costs about as much as reading them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from registry.compute.extract import lora_config_for
+from registry.compute.lora import IncompatibleAdapters, LoraAdapter, LoraModule
+from registry.compute.lowrank import difference_norm as _difference_norm
+from registry.compute.lowrank import factored_svd, frobenius_inner, truncate
+
+_ANNOTATE_CELLS = 600  # write the value into each heatmap cell up to this many cells
+
+
+@dataclass
+class ModuleDiff:
+    """One module: ``norm_a = ‖ΔW_a‖_F``, ``distance = ‖ΔW_b − ΔW_a‖_F``, ``relative = distance /
+    max(norm_a, norm_b)`` (0 when both are 0), ``cosine = ⟨ΔW_a, ΔW_b⟩ / (norm_a·norm_b)`` (None when
+    either side is absent or zero)."""
+
+    name: str
+    layer: int | None
+    module_type: str
+    norm_a: float
+    norm_b: float
+    distance: float
+    relative: float
+    cosine: float | None
+
+
+@dataclass
+class AdapterDiff:
+    modules: list[ModuleDiff]
+    only_in_a: list[str]
+    only_in_b: list[str]
+    config_changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    def summary(self, top: int = 10) -> dict[str, Any]:
+        """Totals over the whole adapter, the ``top`` modules that changed most (by distance, with their
+        share of the total squared distance), and totals per layer and per module type."""
+        total = _aggregate(self.modules)
+        most = sorted(self.modules, key=lambda m: (-m.distance, m.name))[:top]
+        by_layer: dict[int | None, list[ModuleDiff]] = defaultdict(list)
+        by_type: dict[str, list[ModuleDiff]] = defaultdict(list)
+        for m in self.modules:
+            by_layer[m.layer].append(m)
+            by_type[m.module_type].append(m)
+        squared = total["distance"] ** 2
+        return {
+            "modules": len(self.modules),
+            "only_in_a": len(self.only_in_a),
+            "only_in_b": len(self.only_in_b),
+            "total": total,
+            "most_changed": [
+                {
+                    "name": m.name,
+                    "distance": m.distance,
+                    "relative": m.relative,
+                    "cosine": m.cosine,
+                    "share": m.distance**2 / squared if squared else 0.0,
+                }
+                for m in most
+            ],
+            "per_layer": [
+                {"layer": layer, **_aggregate(group, squared)}
+                for layer, group in sorted(by_layer.items(), key=lambda item: _layer_order(item[0]))
+            ],
+            "per_module_type": [
+                {"module_type": name, **_aggregate(group, squared)} for name, group in sorted(by_type.items())
+            ],
+            "config_changes": {key: list(pair) for key, pair in sorted(self.config_changes.items())},
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "modules": [asdict(m) for m in self.modules],
+            "only_in_a": list(self.only_in_a),
+            "only_in_b": list(self.only_in_b),
+            "config_changes": {key: list(pair) for key, pair in sorted(self.config_changes.items())},
+            "summary": self.summary(),
+        }
+
+
+def adapter_diff(a: LoraAdapter, b: LoraAdapter) -> AdapterDiff:
+    """Per-module norms, distance and cosine of ``a`` and ``b``; a module on one side only counts with the
+    other side's norm 0 (distance = its norm, relative 1, cosine None). Raises ``IncompatibleAdapters`` when
+    a module has different shapes on the two sides."""
+    modules = []
+    for name in sorted(a.modules.keys() | b.modules.keys()):
+        ma, mb = a.modules.get(name), b.modules.get(name)
+        layer, module_type = split_name(name)
+        if ma is None or mb is None:
+            present = ma if ma is not None else mb
+            assert present is not None
+            norm = _norm(present)
+            norm_a, norm_b = (norm, 0.0) if ma is not None else (0.0, norm)
+            relative = 1.0 if norm > 0 else 0.0
+            modules.append(ModuleDiff(name, layer, module_type, norm_a, norm_b, norm, relative, None))
+            continue
+        _check_pair(name, ma, mb)
+        Ba, Aa = _factors(ma)
+        Bb, Ab = _factors(mb, Ba.device)
+        norm_a, norm_b = _sqrt(frobenius_inner(Ba, Aa, Ba, Aa)), _sqrt(frobenius_inner(Bb, Ab, Bb, Ab))
+        distance = float(_difference_norm(Ba, Aa, Bb, Ab))
+        largest = max(norm_a, norm_b)
+        cosine = None
+        if norm_a > 0 and norm_b > 0:
+            cosine = max(-1.0, min(1.0, float(frobenius_inner(Ba, Aa, Bb, Ab)) / (norm_a * norm_b)))
+        relative = distance / largest if largest > 0 else 0.0
+        modules.append(ModuleDiff(name, layer, module_type, norm_a, norm_b, distance, relative, cosine))
+    return AdapterDiff(
+        modules=modules,
+        only_in_a=sorted(a.modules.keys() - b.modules.keys()),
+        only_in_b=sorted(b.modules.keys() - a.modules.keys()),
+        config_changes=_config_changes(a.config, b.config),
+    )
+
+
+def difference_adapter(
+    a: LoraAdapter, b: LoraAdapter, *, rank: int | None = None
+) -> tuple[LoraAdapter, dict[str, Any]]:
+    """The adapter of ``ΔW_b − ΔW_a``: applied on top of a base with ``a`` merged, it gives ``b``.
+
+    Exact by default: ``B = [s_b·B_b, −s_a·B_a]``, ``A = [A_b; A_a]``, rank ``r_a + r_b``. With ``rank``,
+    each module is compressed to its best rank-``rank`` approximation (SVD of the factored difference) and
+    the report gives each module's truncation error, absolute and relative to ``‖ΔW_b − ΔW_a‖``.
+    """
+    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
+        raise ValueError(f"rank must be a positive integer or None, got {rank!r}")
+    modules: dict[str, LoraModule] = {}
+    entries: dict[str, dict[str, Any]] = {}
+    for name in sorted(a.modules.keys() | b.modules.keys()):
+        ma, mb = a.modules.get(name), b.modules.get(name)
+        if ma is not None and mb is not None:
+            _check_pair(name, ma, mb)
+        template = mb if mb is not None else ma
+        assert template is not None
+        device = template.A.device
+        parts = [(mb.B * mb.scale, mb.A)] if mb is not None else []
+        if ma is not None:
+            parts.append((-ma.scale * ma.B.to(device), ma.A.to(device)))
+        B = torch.cat([p[0].float() for p in parts], dim=1)
+        A = torch.cat([p[1].float() for p in parts], dim=0)
+        entry: dict[str, Any] = {"rank": A.shape[0], "error": 0.0, "relative_error": 0.0}
+        if rank is not None:
+            svd = factored_svd(B.double(), A.double())
+            B64, A64, relative_error = truncate(svd, rank)
+            B, A = B64.float(), A64.float()
+            norm = float(torch.linalg.vector_norm(svd.S))
+            entry = {
+                "rank": A.shape[0],
+                "norm": norm,
+                "error": float(torch.linalg.vector_norm(svd.S[A.shape[0] :])),
+                "relative_error": relative_error,
+            }
+        modules[name] = LoraModule(
+            A=A.contiguous(),
+            B=B.contiguous(),
+            scale=1.0,
+            kind=template.kind,
+            transposed_in_base=template.transposed_in_base,
+        )
+        entries[name] = entry
+    if not modules:
+        raise IncompatibleAdapters("both adapters are empty; there is no difference to write")
+    targets = [b.config.get("target_modules"), a.config.get("target_modules")]
+    config = lora_config_for(
+        modules,
+        target_modules=sorted(set(targets[0]) | set(targets[1]))
+        if all(_is_list(t) for t in targets)
+        else None,
+        template=b.config,
+    )
+    report = {
+        "mode": "exact" if rank is None else "svd",
+        "rank": rank,
+        "modules": entries,
+        "only_in_a": sorted(a.modules.keys() - b.modules.keys()),
+        "only_in_b": sorted(b.modules.keys() - a.modules.keys()),
+        "max_relative_error": max(e["relative_error"] for e in entries.values()),
+    }
+    return LoraAdapter(modules=modules, config=config), report
+
+
+def plot_heatmap(diff: AdapterDiff, path: Path) -> None:
+    """A PNG of the relative distance per module: one row per layer, one column per module type (modules
+    outside numbered layers, such as embeddings or ``lm_head``, in a last "other" row), a colorbar, the
+    value in each cell, "A only"/"B only" for modules on one side, and grey for modules neither has."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    layers = sorted({m.layer for m in diff.modules if m.layer is not None})
+    rows: list[int | None] = [*layers, *([None] if any(m.layer is None for m in diff.modules) else [])]
+    columns = sorted({m.module_type for m in diff.modules}, key=lambda t: (_type_rank(diff, t), t))
+    grid = torch.full((max(len(rows), 1), max(len(columns), 1)), float("nan"), dtype=torch.float64)
+    labels: dict[tuple[int, int], str] = {}
+    only_a, only_b = set(diff.only_in_a), set(diff.only_in_b)
+    for m in diff.modules:
+        i, j = rows.index(m.layer), columns.index(m.module_type)
+        grid[i, j] = m.relative
+        labels[i, j] = "A only" if m.name in only_a else "B only" if m.name in only_b else f"{m.relative:.2g}"
+    values = grid[~grid.isnan()]
+    top = float(values.max()) if values.numel() and float(values.max()) > 0 else 1.0
+
+    height = min(max(3.6, 0.34 * len(rows) + 2.2), 60.0)
+    width = max(6.5, 1.15 * len(columns) + 3.0)
+    figure = Figure(figsize=(width, height), dpi=110, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    colormap = _colormap()
+    image = axes.imshow(
+        grid.numpy(), cmap=colormap, norm=Normalize(vmin=0.0, vmax=top), aspect="auto", interpolation="none"
+    )
+    axes.set_xticks(range(len(columns)), [c.replace(".", ".\n", 1) for c in columns], fontsize=9)
+    axes.set_yticks(range(len(rows)), ["other" if r is None else str(r) for r in rows], fontsize=9)
+    axes.tick_params(axis="x", top=True, bottom=False, labeltop=True, labelbottom=False)
+    axes.set_xticks([x - 0.5 for x in range(1, len(columns))], minor=True)
+    axes.set_yticks([y - 0.5 for y in range(1, len(rows))], minor=True)
+    axes.grid(which="minor", color="white", linewidth=1.0)
+    axes.tick_params(which="minor", length=0)
+    axes.set_ylabel("layer")
+    axes.set_xlabel("module type    (grey: in neither adapter)")
+    if len(rows) * len(columns) <= _ANNOTATE_CELLS:
+        for (i, j), text in labels.items():
+            dark = float(grid[i, j]) / top > 0.6
+            axes.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
+    colorbar = figure.colorbar(image, ax=axes, shrink=0.9)
+    colorbar.set_label("relative distance (0: identical)")
+    total = diff.summary(top=0)["total"]
+    cosine = "n/a" if total["cosine"] is None else f"{total['cosine']:.3f}"
+    figure.suptitle(
+        "Adapter diff A → B per module:  ‖ΔW_b − ΔW_a‖ / max(‖ΔW_a‖, ‖ΔW_b‖)\n"
+        f"whole adapter: relative {total['relative']:.3g}, cosine {cosine}; "
+        f"{len(diff.only_in_a)} modules only in A, {len(diff.only_in_b)} only in B",
+        fontsize=11,
+    )
+    figure.savefig(Path(path), format="png")
+
+
+def split_name(name: str) -> tuple[int | None, str]:
+    """``model.layers.3.self_attn.q_proj`` → ``(3, "self_attn.q_proj")``; a name without a numeric
+    component (``lm_head``, ``model.embed_tokens``) has no layer and is its own type."""
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if part.isdigit() and i + 1 < len(parts):
+            return int(part), ".".join(parts[i + 1 :])
+    return None, name
+
+
+def _factors(module: LoraModule, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(s·B, A)`` in fp64: the Gram matrices and QR cores are tiny, and fp64 keeps distances of nearly
+    equal adapters accurate (fp32 QR would leave ~1e-7·‖ΔW‖ of noise in them)."""
+    device = device or module.A.device
+    return module.B.to(device, torch.float64) * module.scale, module.A.to(device, torch.float64)
+
+
+def _norm(module: LoraModule) -> float:
+    B, A = _factors(module)
+    return _sqrt(frobenius_inner(B, A, B, A))
+
+
+def _sqrt(value: torch.Tensor) -> float:
+    return math.sqrt(max(float(value), 0.0))
+
+
+def _check_pair(name: str, a: LoraModule, b: LoraModule) -> None:
+    if a.shape != b.shape or a.kind != b.kind or a.transposed_in_base != b.transposed_in_base:
+        raise IncompatibleAdapters(
+            f"module {name!r} is {a.kind} {a.shape} (transposed_in_base={a.transposed_in_base}) in the first "
+            f"adapter but {b.kind} {b.shape} (transposed_in_base={b.transposed_in_base}) in the second; "
+            "are the adapters for different base models?"
+        )
+
+
+def _aggregate(group: list[ModuleDiff], total_squared: float | None = None) -> dict[str, Any]:
+    """Frobenius totals over modules: norms and distance add in squares; inner products add."""
+    norm_a = math.sqrt(sum(m.norm_a**2 for m in group))
+    norm_b = math.sqrt(sum(m.norm_b**2 for m in group))
+    distance = math.sqrt(sum(m.distance**2 for m in group))
+    inner = sum(m.cosine * m.norm_a * m.norm_b for m in group if m.cosine is not None)
+    largest = max(norm_a, norm_b)
+    result: dict[str, Any] = {
+        "modules": len(group),
+        "norm_a": norm_a,
+        "norm_b": norm_b,
+        "distance": distance,
+        "relative": distance / largest if largest > 0 else 0.0,
+        "cosine": max(-1.0, min(1.0, inner / (norm_a * norm_b))) if norm_a > 0 and norm_b > 0 else None,
+    }
+    if total_squared is not None:
+        result["share"] = distance**2 / total_squared if total_squared else 0.0
+    return result
+
+
+def _config_changes(a: dict[str, Any], b: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Keys whose values differ; a missing key counts as null, so versions adding null fields stay quiet."""
+    return {key: (a.get(key), b.get(key)) for key in sorted(a.keys() | b.keys()) if a.get(key) != b.get(key)}
+
+
+def _layer_order(layer: int | None) -> tuple[bool, int]:
+    return layer is None, layer if layer is not None else 0
+
+
+def _type_rank(diff: AdapterDiff, module_type: str) -> int:
+    """Columns of modules inside numbered layers first (alphabetical), those of the "other" row last."""
+    if all(m.layer is None for m in diff.modules if m.module_type == module_type):
+        return 1
+    return 0
+
+
+def _is_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def _colormap() -> Any:
+    from matplotlib import colormaps
+
+    return colormaps["YlOrRd"].with_extremes(bad="#d9d9d9")
