@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 $(BIN)/.server: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[server]'
+	$(BIN)/pip install --quiet -e '.[server,worker]'
 	touch $@
 
 $(BIN)/.dev: pyproject.toml
@@ -17,7 +17,7 @@ $(BIN)/.dev: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(BIN)/.server $@
 
-serve: $(BIN)/.server  ## run the registry on the embedded default (SQLite + local blobs) at 127.0.0.1:8000
+serve: $(BIN)/.server  ## run the registry on the embedded default (SQLite, local blobs, in-process jobs)
 	$(BIN)/lorareg serve
 
 lint: $(BIN)/.dev

@@ -53,6 +53,14 @@ class Settings(BaseSettings):
     device: str = Field(default="auto", description="Compute device: auto (CUDA if present), cpu, cuda:N.")
     executor: Literal["inline", "celery"] = Field(default="inline", description="Where jobs run.")
     broker_url: str = Field(default="redis://127.0.0.1:6379/0", description="Celery broker URL.")
+    inline_workers: int = Field(
+        default=2, description="Threads running jobs inside the API (executor=inline)."
+    )
+    job_timeout: int = Field(default=3600, description="Seconds a job may run before it is failed.")
+    job_heartbeat: float = Field(default=10.0, description="Seconds between a running job's heartbeats.")
+    job_redelivery: int = Field(
+        default=300, description="Seconds before a job whose worker vanished is handed to another (Redis)."
+    )
 
     # Client side (the CLI).
     url: str = "http://127.0.0.1:8000"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,13 +11,29 @@ from fastapi import FastAPI
 
 from registry.api import errors
 from registry.api.deps import Registry
-from registry.api.routers import bases, blobs, health, repos, tags, tokens, versions
+from registry.api.routers import bases, blobs, health, jobs, repos, tags, tokens, versions
 from registry.api.schemas import ErrorBody
 from registry.config import Settings
-from registry.db.session import Database
-from registry.storage import open_blob_store
+from registry.jobs.executors import make_executor
+from registry.runtime import Runtime
+from registry.services import tokens as token_service
 
 logger = logging.getLogger("lorareg")
+
+
+def _warn_without_admin(runtime: Runtime) -> None:
+    """First start with auth required and no admin token: say how to make one."""
+    if runtime.settings.auth != "required":
+        return
+    with runtime.db.transaction(write=False) as session:
+        if token_service.has_admin(session):
+            return
+    message = (
+        "LOREG_AUTH=required and no admin token exists yet: create one where this server's "
+        "LOREG_DATABASE_URL is set, with `lorareg token create admin --scope admin --bootstrap`"
+    )
+    logger.warning(message)
+    print(f"lorareg: {message}", file=sys.stderr, flush=True)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -25,12 +42,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database.connect(settings.resolved_database_url)
+        runtime = Runtime.open(settings)
+        executor = make_executor(runtime)
         app.state.registry = Registry(
-            settings=settings, db=db, store=open_blob_store(settings.resolved_blob_url, settings)
+            settings=settings, db=runtime.db, store=runtime.store, executor=executor
         )
+        _warn_without_admin(runtime)
         yield
-        db.dispose()
+        executor.close()
+        runtime.close()
 
     app = FastAPI(
         title="lorareg",
@@ -48,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         blobs.router,
         bases.router,
         tokens.router,
+        jobs.router,
     ):
         app.include_router(router, prefix="/api/v1")
     return app

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from registry.config import Settings
 from registry.db.session import Database
+from registry.jobs.executors import Executor
 from registry.principal import ANONYMOUS_ADMIN, ANONYMOUS_READER, Principal
 from registry.services import tokens
 from registry.storage import BlobStore
@@ -23,6 +24,7 @@ class Registry:
     settings: Settings
     db: Database
     store: BlobStore
+    executor: Executor
 
 
 def get_registry(request: Request) -> Registry:

@@ -302,3 +302,55 @@ def _token_fields(token: models.Token) -> dict[str, Any]:
         "last_used_at": token.last_used_at,
         "revoked": token.revoked_at is not None,
     }
+
+
+class JobIn(Schema):
+    kind: str = Field(description="merge or diff")
+    inputs: list[str] = Field(description="versions: ns/name[:tag], ns/name@sha256:…, ns/name#N")
+    params: dict[str, Any] = Field(default_factory=dict, description="merge: method, weights, density, …")
+    into: str | None = Field(default=None, description="merge output: ns/name[:tag]")
+    device: str = Field(default="auto", description="auto (a GPU worker when one exists), gpu or cpu")
+
+
+class JobOut(Schema):
+    id: str
+    kind: str
+    status: str
+    inputs: list[dict[str, Any]]
+    params: dict[str, Any]
+    output: dict[str, Any] | None
+    queue: str
+    attempts: int
+    worker: str | None
+    device: str | None
+    progress: str | None
+    submitted_by: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    result: dict[str, Any] | None
+    created: bool | None = None
+
+
+def job_out(job: models.Job, *, created: bool | None = None) -> JobOut:
+    return JobOut(
+        id=job.id,
+        kind=job.kind,
+        status=job.status,
+        inputs=job.inputs["versions"],
+        params=job.params,
+        output=job.output,
+        queue=job.queue,
+        attempts=job.attempts,
+        worker=job.worker,
+        device=job.device,
+        progress=job.progress,
+        submitted_by=job.submitted_by,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        error=job.error,
+        result=job.result,
+        created=created,
+    )

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -27,10 +29,11 @@ from registry.errors import InvalidAdapter, InvalidInput
 from registry.refs import DEFAULT_TAG, RepoName, RepoRef, validate_file_path, validate_name
 from registry.services import repos
 from registry.services.bases import find_base
-from registry.services.blobs import parse_digest
+from registry.services.blobs import parse_digest, upload_blob
 from registry.services.tags import set_tag
 from registry.services.versions import get_version
 from registry.storage import BlobNotFound, BlobStore
+from registry.storage.base import CHUNK_SIZE
 
 MANIFEST_SCHEMA = "lorareg.adapter.v1"
 MAX_FILES = 1000
@@ -198,3 +201,26 @@ def _config_summary(config: LoraConfig, modules: list[LoraModule], base: BaseMod
         "base_model_name_or_path": config.base_model_name_or_path,
         "base_name": base.name,
     }
+
+
+def store_directory(session: Session, store: BlobStore, directory: Path, *, max_size: int) -> list[FileEntry]:
+    """Put every file of a directory the server made (a merge's output) into the blob store."""
+    entries = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        digest = _sha256_file(path)
+        size = upload_blob(session, store, digest, _chunks(path), max_size=max_size)
+        entries.append(FileEntry(path.relative_to(directory).as_posix(), digest, size))
+    return entries
+
+
+def _sha256_file(path: Path) -> str:
+    hasher = hashlib.sha256()
+    for chunk in _chunks(path):
+        hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            yield chunk

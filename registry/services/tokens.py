@@ -8,12 +8,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
 from registry.db import queries
-from registry.db.models import Token, utcnow
+from registry.db.models import Token, as_utc, utcnow
 from registry.errors import InvalidInput, NotFound, Unauthorized
 from registry.principal import SCOPES, Principal
 from registry.refs import validate_name
@@ -69,9 +69,9 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
         raise Unauthorized("unknown token; check LOREG_TOKEN or create a new one")
     if token.revoked_at is not None:
         raise Unauthorized(f"token {token.name!r} was revoked; create a new one")
-    if token.expires_at is not None and _aware(token.expires_at) <= now:
+    if token.expires_at is not None and as_utc(token.expires_at) <= now:
         raise Unauthorized(f"token {token.name!r} expired on {token.expires_at:%Y-%m-%d}; make a new one")
-    stale = token.last_used_at is None or _aware(token.last_used_at) < now - _LAST_USED_RESOLUTION
+    stale = token.last_used_at is None or as_utc(token.last_used_at) < now - _LAST_USED_RESOLUTION
     namespaces = tuple(token.namespaces) if token.namespaces else None
     return Principal(
         name=token.name, scope=token.scope, namespaces=namespaces, token_id=token.id, stale_last_use=stale
@@ -100,8 +100,3 @@ def list_tokens(session: Session) -> Sequence[Token]:
 
 def has_admin(session: Session) -> bool:
     return queries.any_active_admin(session, utcnow())
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they are UTC."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=utcnow().tzinfo)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -12,6 +13,7 @@ from registry.errors import BaseMismatch, Gone, InvalidInput, NotFound
 from registry.refs import Ref, RepoRef
 from registry.services import repos
 from registry.services.bases import base_answers_to, validate_sha
+from registry.storage import BlobStore
 
 
 def get_version(session: Session, repository: Repository, ref: Ref, *, allow_yanked: bool = False) -> Version:
@@ -62,3 +64,19 @@ def resolve(session: Session, target: RepoRef, *, base_sha: str | None = None) -
 
 def log(session: Session, repository: Repository, *, limit: int = 50, offset: int = 0) -> Sequence[Version]:
     return queries.list_versions(session, repository, limit=limit, offset=offset)
+
+
+def export_version(version: Version, store: BlobStore, directory: Path) -> None:
+    """Write a version's files into ``directory`` from the blob store (server side: jobs)."""
+    for entry in version.files:
+        target = directory / entry.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with target.open("wb") as out:
+            for chunk in store.read_range(entry.blob_digest):
+                out.write(chunk)
+
+
+def get_by_digest(session: Session, repo: str, digest: str) -> Version:
+    """A version named by repository and full digest (yanked ones too)."""
+    target = RepoRef.parse(f"{repo}@{digest}")
+    return get_version(session, repos.get_repository(session, target.repo), target.ref, allow_yanked=True)

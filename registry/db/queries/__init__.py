@@ -11,6 +11,7 @@ from registry.db.queries.blobs import (
     known_blobs,
     record_blob,
 )
+from registry.db.queries.jobs import find_reusable_job, get_job, list_jobs, unfinished_jobs
 from registry.db.queries.repos import (
     count_versions,
     delete_repository,
@@ -50,11 +51,13 @@ __all__ = [
     "count_versions",
     "delete_repository",
     "ensure_repository",
+    "find_reusable_job",
     "find_versions_by_digest_prefix",
     "get_base_by_digest",
     "get_base_by_sha",
     "get_base_sha",
     "get_bases_by_name",
+    "get_job",
     "get_repository",
     "get_tag",
     "get_token",
@@ -64,6 +67,7 @@ __all__ = [
     "insert_tag_if_absent",
     "known_blobs",
     "list_bases",
+    "list_jobs",
     "list_repositories",
     "list_tags",
     "list_tokens",
@@ -75,5 +79,6 @@ __all__ = [
     "tags_by_version",
     "tags_of_version",
     "touch_token",
+    "unfinished_jobs",
     "versions_on_base",
 ]

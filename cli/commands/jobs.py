@@ -1,0 +1,203 @@
+"""``merge``, ``diff``, ``jobs``: server-side computations and following them to the end."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.client import RegistryClient
+from cli.context import AppContext, pass_app
+from registry.errors import RegistryError
+
+POLL_SECONDS = 0.5
+FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def submit(app: AppContext, body: dict[str, Any], *, wait: bool) -> dict[str, Any]:
+    """Submit a job; unless ``wait`` is off, follow it to its end, printing each change of state."""
+    job = app.client.request("POST", "/api/v1/jobs", json=body)
+    if not app.as_json:
+        click.echo(
+            f"job {job['id']} {'submitted' if job['created'] else 'already exists'} ({job['kind']})", err=True
+        )
+    return follow(app.client, job, quiet=app.as_json) if wait else job
+
+
+def follow(client: RegistryClient, job: dict[str, Any], *, quiet: bool) -> dict[str, Any]:
+    shown = None
+    while True:
+        state = (job["status"], job["worker"], job["device"], job["attempts"])
+        if state != shown and not quiet:
+            where = f" on {job['worker']}, {job['device']}" if job["status"] == "running" else ""
+            again = f" (attempt {job['attempts']})" if job["attempts"] > 1 else ""
+            click.echo(f"  {job['status']}{where}{again}", err=True)
+            shown = state
+        if job["status"] in FINISHED:
+            return job
+        time.sleep(POLL_SECONDS)
+        job = client.request("GET", f"/api/v1/jobs/{job['id']}")
+
+
+def _outcome(app: AppContext, job: dict[str, Any]) -> None:
+    if job["status"] == "failed":
+        raise RegistryError(f"job {job['id']} failed: {job['error']}", code="job_failed")
+    if job["status"] == "cancelled":
+        raise RegistryError(f"job {job['id']} was cancelled", code="job_cancelled")
+
+
+@click.command()
+@click.argument("refs", nargs=-1, required=True)
+@click.option(
+    "--method", default="svd", show_default=True, help="sum, cat, linear, svd, ties, dare_linear, …"
+)
+@click.option("--weights", help="Comma-separated, one per adapter [default: all 1].")
+@click.option("--density", type=float, help="ties/dare/magnitude_prune: fraction of values kept.")
+@click.option("--rank", "svd_rank", type=int, help="Output rank for the svd methods.")
+@click.option("--svd-clamp", type=float, help="Quantile to clamp the SVD factors at.")
+@click.option("--majority-sign", "majority_sign_method", type=click.Choice(["total", "frequency"]))
+@click.option("--seed", type=int, help="DARE's random seed (reproducible masks).")
+@click.option("--into", required=True, metavar="REPO[:TAG]", help="Where the merged version goes.")
+@click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True)
+@click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
+@pass_app
+def merge(
+    app: AppContext,
+    refs: tuple[str, ...],
+    method: str,
+    weights: str | None,
+    into: str,
+    device: str,
+    no_wait: bool,
+    **options: Any,
+) -> None:
+    """Merge the adapters REFS into a new version of --into (a job on the server's workers)."""
+    params = {"method": method, **{k: v for k, v in options.items() if v is not None}}
+    if weights:
+        try:
+            params["weights"] = [float(w) for w in weights.split(",")]
+        except ValueError:
+            raise click.BadParameter(
+                f"{weights!r}: give numbers separated by commas", param_hint="--weights"
+            ) from None
+    job = submit(
+        app,
+        {"kind": "merge", "inputs": list(refs), "params": params, "into": into, "device": device},
+        wait=not no_wait,
+    )
+    if no_wait:
+        app.emit(job, job["id"])
+        return
+    _outcome(app, job)
+    version = job["result"]["version"]
+    report = job["result"]["report"]
+    app.emit(
+        job,
+        f"merged into {version['repo']}#{version['number']} {version['digest']}"
+        + (
+            f" (max truncation error {report['max_error']:.3g})"
+            if report.get("max_error") is not None
+            else ""
+        ),
+    )
+
+
+@click.command()
+@click.argument("first")
+@click.argument("second")
+@click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Save the heatmap PNG here.")
+@click.option("--top", default=15, show_default=True, help="Modules to list, most changed first.")
+@pass_app
+def diff(app: AppContext, first: str, second: str, plot: Path | None, top: int) -> None:
+    """Compare two adapters module by module (a job; the same pair again answers from its stored report)."""
+    job = submit(app, {"kind": "diff", "inputs": [first, second]}, wait=True)
+    _outcome(app, job)
+    report = job["result"]["report"]
+    if plot:
+        heatmap = job["result"]["heatmap"]
+        app.client.download(
+            heatmap["url"], plot, digest=heatmap["digest"].removeprefix("sha256:"), size=heatmap["size"]
+        )
+    rows = sorted(report["modules"], key=lambda m: m["relative"], reverse=True)[:top]
+    lines = [f"{'module':<48} {'‖ΔW₁‖':>10} {'‖ΔW₂‖':>10} {'‖ΔW₁−ΔW₂‖':>11} {'relative':>9} {'cosine':>7}"]
+    lines += [
+        f"{m['name']:<48} {m['norm_a']:>10.4g} {m['norm_b']:>10.4g} {m['distance']:>11.4g} "
+        f"{m['relative']:>9.3f} {m['cosine'] if m['cosine'] is None else format(m['cosine'], '.3f'):>7}"
+        for m in rows
+    ]
+    for side, names in (("only in first", report["only_in_a"]), ("only in second", report["only_in_b"])):
+        if names:
+            lines.append(f"{side}: {', '.join(names)}")
+    if plot:
+        lines.append(f"heatmap: {plot}")
+    app.emit(job["result"], "\n".join(lines))
+
+
+@click.group(invoke_without_command=True)
+@click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]))
+@click.option("--kind", help="merge or diff")
+@click.pass_context
+def jobs(ctx: click.Context, status: str | None, kind: str | None) -> None:
+    """List jobs (newest first), or show / cancel one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    app: AppContext = ctx.obj
+    params = {k: v for k, v in {"status": status, "kind": kind}.items() if v}
+    found = app.client.request("GET", "/api/v1/jobs", params=params)
+    app.emit(
+        found,
+        "\n".join(
+            f"{j['id']}  {j['kind']:<6} {j['status']:<10} {j['created_at']}  "
+            f"{j['worker'] or '-'} {j['device'] or ''}"
+            for j in found
+        )
+        or "no jobs",
+    )
+
+
+@jobs.command("show")
+@click.argument("job_id")
+@pass_app
+def show_job(app: AppContext, job_id: str) -> None:
+    job = app.client.request("GET", f"/api/v1/jobs/{job_id}")
+    inputs = ", ".join(f"{i['repo']}#{i['number']}" for i in job["inputs"])
+    app.emit(
+        job,
+        f"job {job['id']} ({job['kind']}) {job['status']}, attempts {job['attempts']}\n"
+        f"  inputs: {inputs}\n  params: {job['params']}\n"
+        f"  worker: {job['worker'] or '-'} {job['device'] or ''}\n"
+        + (f"  error: {job['error']}\n" if job["error"] else "")
+        + (f"  result: {job['result'].get('version', '')}" if job["result"] else ""),
+    )
+
+
+@jobs.command("cancel")
+@click.argument("job_id")
+@pass_app
+def cancel_job(app: AppContext, job_id: str) -> None:
+    job = app.client.request("POST", f"/api/v1/jobs/{job_id}/cancel")
+    app.emit(
+        job, f"job {job_id}: {'cancelled' if job['status'] == 'cancelled' else 'cancellation requested'}"
+    )
+
+
+@click.command()
+@click.option("--queue", type=click.Choice(["gpu", "cpu"]), default="cpu", show_default=True)
+@click.option("--concurrency", type=int, default=1, show_default=True, help="Jobs at once.")
+@click.option(
+    "--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True
+)
+@pass_app
+def worker(app: AppContext, queue: str, concurrency: int, pool: str) -> None:
+    """Run a Celery worker for jobs (LOREG_BROKER_URL; the database and blob store of the local settings)."""
+    from registry.jobs.celery_app import run_worker
+
+    click.echo(f"lorareg worker: queue {queue}, broker {app.settings.broker_url}", err=True)
+    run_worker(app.settings, queue=queue, concurrency=concurrency, pool=pool)
+    sys.exit(0)
+
+
+COMMANDS = [merge, diff, jobs, worker]

@@ -1,0 +1,202 @@
+"""The task every executor runs: claim the job, fetch its inputs, compute, publish, record.
+
+Idempotent and safe to redeliver: a finished job is a no-op, a job running on a live worker (fresh
+heartbeat) is left alone, and outputs are content-addressed, so a rerun after a crash commits the same
+version as the first run would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from registry.refs import RepoName
+from registry.runtime import Runtime
+from registry.services import jobs, versions
+from registry.services.push import PushRequest, push_version, store_directory
+
+logger = logging.getLogger("lorareg.jobs")
+
+
+class JobCancelled(Exception):
+    """The job was cancelled while it ran."""
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_job(runtime: Runtime, job_id: str, *, worker: str | None = None) -> str | None:
+    """Run one job to its end; return its final status (None when there was nothing to do)."""
+    try:
+        from registry.compute.device import select_device  # torch: workers only
+    except ImportError as exc:
+        with runtime.db.transaction() as session:
+            jobs.finish_job(
+                session,
+                job_id,
+                status="failed",
+                error=f"this worker cannot compute ({exc}); install it with pip install 'lorareg[worker]'",
+            )
+        return "failed"
+    settings = runtime.settings
+    device = select_device(settings.device)
+    device_name = f"cuda:{device.index or 0}" if device.type == "cuda" else device.type
+    with runtime.db.transaction() as session:
+        job = jobs.claim_job(
+            session,
+            job_id,
+            worker=worker or worker_name(),
+            device=device_name,
+            stale_after=timedelta(seconds=3 * settings.job_heartbeat),
+        )
+        if job is None:
+            return None
+        kind, inputs, params, output = job.kind, job.inputs["versions"], job.params, job.output
+    cancelled = threading.Event()
+    stop = threading.Event()
+    beats = threading.Thread(target=_heartbeat, args=(runtime, job_id, cancelled, stop), daemon=True)
+    beats.start()
+    started = time.monotonic()
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"lorareg-job-{job_id}-") as scratch:
+            work = Path(scratch)
+            directories = _fetch_inputs(runtime, inputs, work)
+            if cancelled.is_set():
+                raise JobCancelled
+            result = COMPUTE[kind](runtime, directories, params, output, work, device)
+            if cancelled.is_set():
+                raise JobCancelled
+            if time.monotonic() - started > settings.job_timeout:
+                raise TimeoutError(f"the job ran {time.monotonic() - started:.0f} s, over LOREG_JOB_TIMEOUT")
+            with runtime.db.transaction() as session:
+                record = _publish(runtime, session, job_id, kind, inputs, params, output, work, result)
+                jobs.finish_job(session, job_id, status="succeeded", result=record)
+        return "succeeded"
+    except JobCancelled:
+        with runtime.db.transaction() as session:
+            jobs.finish_job(session, job_id, status="cancelled", error="cancelled while running")
+        return "cancelled"
+    except Exception as exc:  # the job failed; the worker goes on
+        logger.exception("job %s failed", job_id)
+        with runtime.db.transaction() as session:
+            jobs.finish_job(session, job_id, status="failed", error=f"{type(exc).__name__}: {exc}")
+        return "failed"
+    finally:
+        stop.set()
+        beats.join()
+
+
+def _heartbeat(runtime: Runtime, job_id: str, cancelled: threading.Event, stop: threading.Event) -> None:
+    while not stop.wait(runtime.settings.job_heartbeat):
+        with runtime.db.transaction() as session:
+            if jobs.heartbeat(session, job_id):
+                cancelled.set()
+
+
+def _fetch_inputs(runtime: Runtime, inputs: list[dict[str, Any]], work: Path) -> list[Path]:
+    directories = []
+    with runtime.db.transaction(write=False) as session:
+        for i, item in enumerate(inputs):
+            version = versions.get_by_digest(session, item["repo"], item["digest"])
+            directory = work / f"input-{i}"
+            versions.export_version(version, runtime.store, directory)
+            directories.append(directory)
+    return directories
+
+
+def _merge(
+    runtime: Runtime,
+    directories: list[Path],
+    params: dict[str, Any],
+    output: dict[str, Any] | None,
+    work: Path,
+    device: Any,
+) -> dict[str, Any]:
+    from registry.compute.lora import load_adapter, save_adapter
+    from registry.compute.merge import merge_adapters
+
+    adapters = [load_adapter(d, device=device) for d in directories]
+    options = {k: v for k, v in params.items() if k not in ("method", "weights")}
+    merged = merge_adapters(adapters, params["weights"], params["method"], device=device, **options)
+    save_adapter(work / "output", merged.adapter)
+    return {"report": merged.report}
+
+
+def _diff(
+    runtime: Runtime,
+    directories: list[Path],
+    params: dict[str, Any],
+    output: dict[str, Any] | None,
+    work: Path,
+    device: Any,
+) -> dict[str, Any]:
+    from registry.compute.diff import adapter_diff, plot_heatmap
+    from registry.compute.lora import load_adapter
+
+    first, second = (load_adapter(d, device=device) for d in directories)
+    diff = adapter_diff(first, second)
+    (work / "output").mkdir()
+    plot_heatmap(diff, work / "output" / "heatmap.png")
+    return {"report": diff.to_json()}
+
+
+COMPUTE = {"merge": _merge, "diff": _diff}
+
+
+def _publish(
+    runtime: Runtime,
+    session: Any,
+    job_id: str,
+    kind: str,
+    inputs: list[dict[str, Any]],
+    params: dict[str, Any],
+    output: dict[str, Any] | None,
+    work: Path,
+    result: dict[str, Any],
+) -> dict[str, Any]:
+    """Store what the job made, in the same transaction that marks it succeeded."""
+    files = store_directory(session, runtime.store, work / "output", max_size=runtime.settings.max_blob_size)
+    if kind == "diff":
+        (heatmap,) = files
+        return {
+            **result,
+            "heatmap": {
+                "digest": f"sha256:{heatmap.digest}",
+                "size": heatmap.size,
+                "url": f"/api/v1/blobs/sha256:{heatmap.digest}",
+            },
+        }
+    assert output is not None
+    pushed = push_version(
+        session,
+        runtime.store,
+        RepoName.parse(output["repo"]),
+        PushRequest(
+            files=files,
+            base_sha=inputs[0]["base"],
+            message=f"{params['method']} merge of {len(inputs)} adapters (job {job_id})",
+            author=f"job:{job_id}",
+            provenance={"job": job_id, "kind": kind, "params": params},
+            tags=[output["tag"]] if output.get("tag") else [],
+            parents=[f"{item['repo']}@sha256:{item['digest']}" for item in inputs],
+        ),
+        max_config_size=runtime.settings.max_config_size,
+    )
+    version = pushed.version
+    return {
+        **result,
+        "version": {
+            "repo": output["repo"],
+            "number": version.number,
+            "digest": f"sha256:{version.digest}",
+            "created": pushed.created,
+        },
+    }
