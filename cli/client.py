@@ -68,6 +68,19 @@ class RegistryClient:
         body = {"blobs": [{"digest": f"sha256:{d}", "size": s} for d, s in blobs.items()]}
         return self.request("POST", "/api/v1/blobs/batch", json=body)["missing"]
 
+    def upload_files(self, files: dict[str, Path]) -> tuple[list[dict[str, Any]], int]:
+        """Hash ``files`` (name → path), upload the blobs the server lacks (one batch check), and return
+        the file list a commit takes and the bytes uploaded."""
+        entries = [
+            {"path": name, "digest": sha256_file(path), "size": path.stat().st_size}
+            for name, path in files.items()
+        ]
+        missing = self.missing_blobs({e["digest"]: e["size"] for e in entries})
+        by_digest = {e["digest"]: files[e["path"]] for e in entries}
+        for target in missing:
+            self.upload(target, by_digest[target["digest"].removeprefix("sha256:")])
+        return [{**e, "digest": f"sha256:{e['digest']}"} for e in entries], sum(t["size"] for t in missing)
+
     def upload(self, target: dict[str, Any], path: Path) -> None:
         """Upload one file to the target the batch call returned: this API, or a presigned URL on object
         storage (sent none of our credentials, then verified by the server through ``verify_url``)."""

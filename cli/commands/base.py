@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from cli.commands.push import directory_files
 from cli.context import AppContext, pass_app
 from registry.adapters.base_manifest import read_base_manifest
 
@@ -19,13 +20,16 @@ def base() -> None:
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--name", required=True, help="The base model's name, e.g. meta-llama/Llama-3.1-8B.")
 @click.option("--revision", help="The Hugging Face commit SHA these weights are (40 hex).")
+@click.option("--with-weights", is_flag=True, help="Also upload the directory's files (for merge-base jobs).")
 @pass_app
-def register(app: AppContext, directory: Path, name: str, revision: str | None) -> None:
-    """Register the base model in DIRECTORY from its safetensors headers (weights are never loaded)."""
+def register(app: AppContext, directory: Path, name: str, revision: str | None, with_weights: bool) -> None:
+    """Register the base model in DIRECTORY from its safetensors headers (weights are never loaded, nor
+    uploaded unless --with-weights)."""
     manifest = read_base_manifest(directory)
-    result = app.client.request(
-        "POST", "/api/v1/bases", json={"name": name, "revision": revision, "manifest": manifest.to_json()}
-    )
+    body = {"name": name, "revision": revision, "manifest": manifest.to_json()}
+    if with_weights:
+        body["files"], _ = app.client.upload_files(directory_files(directory))
+    result = app.client.request("POST", "/api/v1/bases", json=body)
     verb = "registered" if result["created"] else "already registered"
     app.emit(
         result,

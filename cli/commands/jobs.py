@@ -136,6 +136,50 @@ def diff(app: AppContext, first: str, second: str, plot: Path | None, top: int) 
     app.emit(job["result"], "\n".join(lines))
 
 
+@click.command("merge-base")
+@click.argument("ref")
+@click.option("--into", required=True, metavar="REPO[:TAG]", help="Where the merged model goes.")
+@click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True)
+@click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
+@pass_app
+def merge_base(app: AppContext, ref: str, into: str, device: str, no_wait: bool) -> None:
+    """Merge the adapter REF into its base model's weights: a full model version in --into (a job).
+
+    The base's weights must be in the registry (`lorareg base register DIR --with-weights`)."""
+    _run_to_version(app, {"kind": "merge_base", "inputs": [ref], "into": into, "device": device}, no_wait)
+
+
+@click.command()
+@click.argument("ref")
+@click.option("--rank", type=int, help="The LoRA rank of every module.")
+@click.option("--energy", type=float, help="Instead of --rank: the smallest rank keeping this fraction.")
+@click.option("--into", required=True, metavar="REPO[:TAG]", help="Where the extracted adapter goes.")
+@click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True)
+@click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
+@pass_app
+def extract(
+    app: AppContext, ref: str, rank: int | None, energy: float | None, into: str, device: str, no_wait: bool
+) -> None:
+    """Extract a LoRA adapter from the fine-tuned model REF (pushed with `lorareg push DIR REPO --model
+    --base NAME@SHA`) against its base: an adapter version in --into (a job)."""
+    if (rank is None) == (energy is None):
+        raise click.UsageError("give exactly one of --rank or --energy")
+    params = {"rank": rank} if rank is not None else {"energy": energy}
+    _run_to_version(
+        app, {"kind": "extract", "inputs": [ref], "params": params, "into": into, "device": device}, no_wait
+    )
+
+
+def _run_to_version(app: AppContext, body: dict[str, Any], no_wait: bool) -> None:
+    job = submit(app, body, wait=not no_wait)
+    if no_wait:
+        app.emit(job, job["id"])
+        return
+    _outcome(app, job)
+    version = job["result"]["version"]
+    app.emit(job, f"made {version['repo']}#{version['number']} {version['digest']}")
+
+
 @click.group(invoke_without_command=True)
 @click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]))
 @click.option("--kind", help="merge or diff")
@@ -200,4 +244,4 @@ def worker(app: AppContext, queue: str, concurrency: int, pool: str) -> None:
     sys.exit(0)
 
 
-COMMANDS = [merge, diff, jobs, worker]
+COMMANDS = [merge, merge_base, extract, diff, jobs, worker]

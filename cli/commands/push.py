@@ -9,20 +9,24 @@ from pathlib import Path
 
 import click
 
-from cli.client import sha256_file
 from cli.context import AppContext, pass_app
 from registry.adapters import CONFIG_FILE, WEIGHTS_FILE
 from registry.errors import InvalidInput
 from registry.refs import DEFAULT_TAG, RepoRef
 
 
-def adapter_files(directory: Path) -> dict[str, Path]:
+def directory_files(directory: Path) -> dict[str, Path]:
     """The files to push: every regular file under ``directory`` except hidden ones."""
-    files = {
+    return {
         path.relative_to(directory).as_posix(): path
         for path in sorted(directory.rglob("*"))
         if path.is_file() and not any(part.startswith(".") for part in path.relative_to(directory).parts)
     }
+
+
+def adapter_files(directory: Path) -> dict[str, Path]:
+    """The files of a PEFT adapter directory; refuse one without its config or weights."""
+    files = directory_files(directory)
     for required in (CONFIG_FILE, WEIGHTS_FILE):
         if required not in files:
             raise InvalidInput(
@@ -86,6 +90,12 @@ def parse_base(value: str | None) -> str | None:
 @click.option("--no-latest", is_flag=True, help=f"Do not move '{DEFAULT_TAG}' to this version.")
 @click.option("--author", help="Author to record [default: the current user].")
 @click.option(
+    "--model",
+    "is_model",
+    is_flag=True,
+    help="DIRECTORY is a full model (safetensors + config.json) derived from --base, not an adapter.",
+)
+@click.option(
     "--provenance",
     "provenance",
     multiple=True,
@@ -102,25 +112,21 @@ def push(
     tags: tuple[str, ...],
     no_latest: bool,
     author: str | None,
+    is_model: bool,
     provenance: tuple[str, ...],
 ) -> None:
     """Push the PEFT adapter in DIRECTORY as a new version of TARGET (ns/name[:tag])."""
     ref = RepoRef.parse(target)
     if ref.ref.kind != "tag":
         raise click.BadParameter("push to ns/name or ns/name:tag", param_hint="TARGET")
-    files = adapter_files(directory)
-    digests = {name: sha256_file(path) for name, path in files.items()}
-    sizes = {name: path.stat().st_size for name, path in files.items()}
-
     client = app.client
-    missing = client.missing_blobs({digests[n]: sizes[n] for n in files})
-    by_digest = {digests[n]: files[n] for n in files}
-    for upload in missing:
-        client.upload(upload, by_digest[upload["digest"].removeprefix("sha256:")])
-
+    entries, uploaded = client.upload_files(
+        directory_files(directory) if is_model else adapter_files(directory)
+    )
     explicit_tags = [ref.ref.value] if ":" in target else []
     body = {
-        "files": [{"path": n, "digest": f"sha256:{digests[n]}", "size": sizes[n]} for n in files],
+        "kind": "model" if is_model else "adapter",
+        "files": entries,
         "base": parse_base(base),
         "message": message,
         "author": author or getpass.getuser(),
@@ -129,7 +135,6 @@ def push(
         "provenance": {**ci_provenance(os.environ), **parse_provenance(provenance)},
     }
     result = client.request("POST", f"{client.repo_path(ref.repo)}/versions", json=body)
-    uploaded = sum(u["size"] for u in missing)
     app.emit(
         {
             "repo": result["repo"],
@@ -140,8 +145,7 @@ def push(
             "uploaded_bytes": uploaded,
         },
         f"{'pushed' if result['created'] else 'unchanged:'} {result['repo']}#{result['number']} "
-        f"{result['digest']} (tags: {', '.join(result['tags']) or '-'}; uploaded {uploaded} bytes in "
-        f"{len(missing)} blobs)",
+        f"{result['digest']} (tags: {', '.join(result['tags']) or '-'}; uploaded {uploaded} bytes)",
     )
 
 

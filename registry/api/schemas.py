@@ -70,6 +70,7 @@ class FileIn(Schema):
 
 
 class PushIn(Schema):
+    kind: str = Field(default="adapter", description="adapter (PEFT LoRA) or model (full weights)")
     files: list[FileIn]
     base: str | None = Field(default=None, description="base model SHA; default from adapter_config.json")
     message: str | None = Field(default=None, max_length=65536)
@@ -151,6 +152,9 @@ class BaseIn(Schema):
     name: str
     revision: str | None = None
     manifest: BaseManifestIn
+    files: list[FileIn] | None = Field(
+        default=None, description="the base directory's uploaded files, for merge-into-base jobs"
+    )
 
 
 class BaseOut(Schema):
@@ -159,6 +163,7 @@ class BaseOut(Schema):
     shas: list[str]
     hf_revisions: list[str]
     weights: int
+    stored_files: int = Field(description="files of the base stored in the registry (0: shapes only)")
     created_at: datetime
     created: bool | None = None
 
@@ -249,6 +254,7 @@ def base_out(base: models.BaseModel, *, created: bool | None = None) -> BaseOut:
         shas=[s.sha for s in base.shas],
         hf_revisions=[s.sha for s in base.shas if s.kind == "hf"],
         weights=len(base.manifest.get("weights", {})),
+        stored_files=len(base.stored_files or []),
         created_at=base.created_at,
         created=created,
     )

@@ -82,6 +82,7 @@ class BaseModel(Base):
     name: Mapped[str] = mapped_column(String(256), index=True)
     content_digest: Mapped[str] = mapped_column(String(64), unique=True)
     manifest: Mapped[dict[str, Any]]
+    stored_files: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # for merge-into-base jobs
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     shas: Mapped[list[BaseModelSha]] = relationship(

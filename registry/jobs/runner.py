@@ -19,7 +19,7 @@ from typing import Any
 
 from registry.refs import RepoName
 from registry.runtime import Runtime
-from registry.services import jobs, versions
+from registry.services import bases, jobs, versions
 from registry.services.push import PushRequest, push_version, store_directory
 
 logger = logging.getLogger("lorareg.jobs")
@@ -71,7 +71,7 @@ def run_job(runtime: Runtime, job_id: str, *, worker: str | None = None) -> str 
             directories = _fetch_inputs(runtime, inputs, work)
             if cancelled.is_set():
                 raise JobCancelled
-            result = COMPUTE[kind](runtime, directories, params, output, work, device)
+            result = COMPUTE[kind](runtime, inputs, directories, params, work, device)
             if cancelled.is_set():
                 raise JobCancelled
             if time.monotonic() - started > settings.job_timeout:
@@ -112,11 +112,25 @@ def _fetch_inputs(runtime: Runtime, inputs: list[dict[str, Any]], work: Path) ->
     return directories
 
 
+def _fetch_base(runtime: Runtime, base_digest: str, work: Path) -> tuple[Path, str]:
+    """The base model's files, from the blob store, into ``work/base``; and the base's name."""
+    with runtime.db.transaction(write=False) as session:
+        base = bases.get_base(session, base_digest)
+        name, stored = base.name, base.stored_files
+    if not stored:
+        raise RuntimeError(
+            f"the weights of base model {name} (sha256:{base_digest}) are not in the registry; upload them "
+            f"with `lorareg base register DIR --name {name} --with-weights`"
+        )
+    versions.export_files([(f["path"], f["digest"]) for f in stored], runtime.store, work / "base")
+    return work / "base", name
+
+
 def _merge(
     runtime: Runtime,
+    inputs: list[dict[str, Any]],
     directories: list[Path],
     params: dict[str, Any],
-    output: dict[str, Any] | None,
     work: Path,
     device: Any,
 ) -> dict[str, Any]:
@@ -132,9 +146,9 @@ def _merge(
 
 def _diff(
     runtime: Runtime,
+    inputs: list[dict[str, Any]],
     directories: list[Path],
     params: dict[str, Any],
-    output: dict[str, Any] | None,
     work: Path,
     device: Any,
 ) -> dict[str, Any]:
@@ -148,7 +162,52 @@ def _diff(
     return {"report": diff.to_json()}
 
 
-COMPUTE = {"merge": _merge, "diff": _diff}
+def _merge_base(
+    runtime: Runtime,
+    inputs: list[dict[str, Any]],
+    directories: list[Path],
+    params: dict[str, Any],
+    work: Path,
+    device: Any,
+) -> dict[str, Any]:
+    from registry.compute.base_merge import merge_into_base
+    from registry.compute.lora import load_adapter
+
+    (adapter_dir,) = directories
+    base_dir, _ = _fetch_base(runtime, inputs[0]["base"], work)
+    report = merge_into_base(
+        load_adapter(adapter_dir, device=device), base_dir, work / "output", device=device
+    )
+    return {"report": report}
+
+
+def _extract(
+    runtime: Runtime,
+    inputs: list[dict[str, Any]],
+    directories: list[Path],
+    params: dict[str, Any],
+    work: Path,
+    device: Any,
+) -> dict[str, Any]:
+    from registry.compute.extract import extract_lora
+    from registry.compute.lora import save_adapter
+
+    (finetuned_dir,) = directories
+    base_dir, base_name = _fetch_base(runtime, inputs[0]["base"], work)
+    adapter, report = extract_lora(
+        base_dir,
+        finetuned_dir,
+        rank=params.get("rank"),
+        energy=params.get("energy"),
+        base_model_name_or_path=base_name,
+        device=device,
+    )
+    save_adapter(work / "output", adapter)
+    return {"report": report}
+
+
+COMPUTE = {"merge": _merge, "diff": _diff, "merge_base": _merge_base, "extract": _extract}
+OUTPUT_KIND = {"merge": "adapter", "extract": "adapter", "merge_base": "model"}
 
 
 def _publish(
@@ -182,7 +241,8 @@ def _publish(
         PushRequest(
             files=files,
             base_sha=inputs[0]["base"],
-            message=f"{params['method']} merge of {len(inputs)} adapters (job {job_id})",
+            message=_message(kind, params, inputs, job_id),
+            kind=OUTPUT_KIND[kind],
             author=f"job:{job_id}",
             provenance={"job": job_id, "kind": kind, "params": params},
             tags=[output["tag"]] if output.get("tag") else [],
@@ -200,3 +260,13 @@ def _publish(
             "created": pushed.created,
         },
     }
+
+
+def _message(kind: str, params: dict[str, Any], inputs: list[dict[str, Any]], job_id: str) -> str:
+    sources = ", ".join(f"{item['repo']}#{item['number']}" for item in inputs)
+    what = {
+        "merge": f"{params.get('method')} merge of",
+        "merge_base": "merged into its base:",
+        "extract": f"LoRA extracted ({', '.join(f'{k} {v}' for k, v in params.items())}) from",
+    }[kind]
+    return f"{what} {sources} (job {job_id})"

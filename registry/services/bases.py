@@ -11,6 +11,8 @@ from registry.adapters.base_manifest import BaseManifest
 from registry.db import queries
 from registry.db.models import BaseModel, BaseModelSha
 from registry.errors import Conflict, InvalidInput, UnknownBase
+from registry.services.blobs import FileEntry, check_files
+from registry.storage import BlobStore
 
 _SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 
@@ -27,9 +29,17 @@ def validate_sha(sha: str) -> str:
 
 
 def register_base(
-    session: Session, *, name: str, manifest: BaseManifest, revision: str | None = None
+    session: Session,
+    *,
+    name: str,
+    manifest: BaseManifest,
+    revision: str | None = None,
+    files: list[FileEntry] | None = None,
+    store: BlobStore | None = None,
 ) -> tuple[BaseModel, bool]:
-    """Record a base model (or add an HF revision to a known one); return it and whether it is new."""
+    """Record a base model (or add an HF revision, or its uploaded files, to a known one); return it and
+    whether it is new. ``files`` are the base directory's uploaded files (weights, config, tokenizer),
+    which merge-into-base jobs need; their weight files must be the ones the manifest was read from."""
     if not name or len(name) > 256:
         raise InvalidInput("a base model needs a name of 1 to 256 characters, e.g. meta-llama/Llama-3.1-8B")
     if revision is not None:
@@ -43,6 +53,9 @@ def register_base(
         session.add(base)
         session.flush()
         session.add(BaseModelSha(sha=manifest.content_digest, kind="content", base_id=base.id))
+    if files is not None:
+        assert store is not None
+        base.stored_files = _stored_files(session, store, manifest, files)
     if revision is not None:
         known = queries.get_base_sha(session, revision)
         if known is not None and known.base_id != base.id:
@@ -55,6 +68,22 @@ def register_base(
     session.flush()
     session.refresh(base)
     return base, created
+
+
+def _stored_files(
+    session: Session, store: BlobStore, manifest: BaseManifest, files: list[FileEntry]
+) -> list[dict[str, object]]:
+    checked = check_files(session, store, files)
+    for name, digest in manifest.files.items():
+        if name not in checked or checked[name].digest != digest:
+            raise InvalidInput(
+                f"the uploaded files lack weight file {name} with sha256:{digest} from the manifest; "
+                "upload the same directory the manifest was read from"
+            )
+    return [
+        {"path": f.path, "digest": f.digest, "size": f.size}
+        for f in sorted(checked.values(), key=lambda f: f.path)
+    ]
 
 
 def get_base(session: Session, sha: str) -> BaseModel:

@@ -21,7 +21,13 @@ from registry.errors import Conflict, InvalidInput, NotFound
 from registry.refs import RepoRef
 from registry.services import repos, versions
 
-KINDS = {"merge": (1, None), "diff": (2, 2)}  # kind -> (min inputs, max inputs)
+KINDS = {  # kind -> (min inputs, max inputs, the kind of version they must be)
+    "merge": (1, None, "adapter"),
+    "diff": (2, 2, "adapter"),
+    "merge_base": (1, 1, "adapter"),
+    "extract": (1, 1, "model"),
+}
+EXTRACT_PARAMS = {"rank", "energy"}
 MERGE_PARAMS = {"method", "weights", "svd_rank", "svd_clamp", "density", "majority_sign_method", "seed"}
 FINISHED = ("succeeded", "failed", "cancelled")
 
@@ -39,11 +45,16 @@ def submit_job(
     """Create a job (or return the identical one already queued, running or done) and whether it is new."""
     if kind not in KINDS:
         raise InvalidInput(f"unknown job kind {kind!r}; use one of {', '.join(KINDS)}")
-    low, high = KINDS[kind]
+    low, high, wanted_kind = KINDS[kind]
     if len(inputs) < low or (high is not None and len(inputs) > high):
         wanted = f"exactly {low}" if low == high else f"at least {low}"
         raise InvalidInput(f"a {kind} job takes {wanted} input versions, got {len(inputs)}")
     resolved = [_resolve(session, ref) for ref in inputs]
+    for item in resolved:
+        if item["kind"] != wanted_kind:
+            raise InvalidInput(
+                f"{item['repo']}#{item['number']} is a {item['kind']}; {kind} jobs take {wanted_kind}s"
+            )
     if len({item["base"] for item in resolved}) > 1:
         raise InvalidInput(
             "the inputs were made for different base models ("
@@ -165,6 +176,7 @@ def _resolve(session: Session, ref: str) -> dict[str, Any]:
         "digest": version.digest,
         "number": version.number,
         "base": version.base.content_digest,
+        "kind": version.config.get("kind", "adapter"),
     }
 
 
@@ -180,8 +192,19 @@ def _output(kind: str, into: str | None) -> dict[str, Any] | None:
 
 
 def _check_params(kind: str, params: dict[str, Any], inputs: int) -> dict[str, Any]:
-    if kind == "diff":
+    if kind in ("diff", "merge_base"):
+        if params:
+            raise InvalidInput(f"a {kind} job takes no parameters, got {', '.join(sorted(params))}")
         return {}
+    if kind == "extract":
+        given = {k: v for k, v in params.items() if v is not None}
+        if set(given) - EXTRACT_PARAMS or len(given) != 1:
+            raise InvalidInput("an extract job takes exactly one of rank (an integer) or energy (a fraction)")
+        if "rank" in given and (not isinstance(given["rank"], int) or given["rank"] < 1):
+            raise InvalidInput(f"rank must be a positive integer, got {given['rank']!r}")
+        if "energy" in given and not 0 < given["energy"] <= 1:
+            raise InvalidInput(f"energy must be in (0, 1], got {given['energy']!r}")
+        return given
     unknown = set(params) - MERGE_PARAMS
     if unknown:
         raise InvalidInput(f"unknown merge parameters: {', '.join(sorted(unknown))}")

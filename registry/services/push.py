@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,29 +23,22 @@ from registry.adapters import CONFIG_FILE, WEIGHTS_FILE
 from registry.adapters.base_manifest import BaseManifest
 from registry.adapters.compatibility import LoraModule, check_adapter
 from registry.adapters.config import LoraConfig, parse_adapter_config
-from registry.adapters.safetensors_header import parse_header
+from registry.adapters.safetensors_header import SafetensorsHeader, parse_header
 from registry.db import queries
 from registry.db.models import BaseModel, Repository, Version, VersionParent
 from registry.errors import InvalidAdapter, InvalidInput
-from registry.refs import DEFAULT_TAG, RepoName, RepoRef, validate_file_path, validate_name
+from registry.refs import DEFAULT_TAG, RepoName, RepoRef, validate_name
 from registry.services import repos
-from registry.services.bases import find_base
-from registry.services.blobs import parse_digest, upload_blob
+from registry.services.bases import find_base, get_base
+from registry.services.blobs import FileEntry, check_files, upload_blob
 from registry.services.tags import set_tag
 from registry.services.versions import get_version
-from registry.storage import BlobNotFound, BlobStore
+from registry.storage import BlobStore
 from registry.storage.base import CHUNK_SIZE
 
-MANIFEST_SCHEMA = "lorareg.adapter.v1"
-MAX_FILES = 1000
+MANIFEST_SCHEMAS = {"adapter": "lorareg.adapter.v1", "model": "lorareg.model.v1"}
+MODEL_CONFIG_FILE = "config.json"
 _COMMIT_SHA = re.compile(r"^(?:[0-9a-fA-F]{40}|[0-9a-fA-F]{64})$")
-
-
-@dataclass(frozen=True, slots=True)
-class FileEntry:
-    path: str
-    digest: str
-    size: int
 
 
 @dataclass(frozen=True)
@@ -57,6 +51,7 @@ class PushRequest:
     tags: list[str] = field(default_factory=list)
     update_latest: bool = True
     parents: list[str] | None = None  # "ns/name@sha256:…" refs; default: the repository's latest
+    kind: str = "adapter"  # "adapter" (PEFT LoRA, checked against its base) or "model" (full weights)
 
 
 @dataclass(frozen=True)
@@ -70,20 +65,17 @@ def push_version(
     session: Session, store: BlobStore, repo: RepoName, request: PushRequest, *, max_config_size: int
 ) -> PushResult:
     """Validate the pushed files and commit them as a version of ``repo`` (idempotent)."""
-    files = _check_files(session, store, request.files)
+    files = check_files(session, store, request.files)
     tags = ([DEFAULT_TAG] if request.update_latest else []) + [validate_name(t, "tag") for t in request.tags]
-    config = _read_config(store, files[CONFIG_FILE], max_config_size)
-    weights = files[WEIGHTS_FILE]
-    header = parse_header(
-        lambda offset, length: store.read_at(weights.digest, offset, length),
-        weights.size,
-        filename=WEIGHTS_FILE,
-    )
-    base, base_sha = _find_base(session, config, request.base_sha)
-    modules = check_adapter(config, header, BaseManifest.from_json(base.manifest))
+    if request.kind == "model":
+        base, base_sha, summary = _check_model(session, store, files, request.base_sha)
+    elif request.kind == "adapter":
+        base, base_sha, summary = _check_adapter(session, store, files, request.base_sha, max_config_size)
+    else:
+        raise InvalidInput(f"unknown version kind {request.kind!r}: adapter or model")
 
     manifest = {
-        "schema": MANIFEST_SCHEMA,
+        "schema": MANIFEST_SCHEMAS[request.kind],
         "files": [
             {"path": f.path, "digest": f.digest, "size": f.size}
             for f in sorted(files.values(), key=lambda f: f.path)
@@ -102,7 +94,7 @@ def push_version(
             number=queries.next_version_number(session, repository),
             digest=digest,
             manifest=manifest,
-            config=_config_summary(config, modules, base),
+            config=summary,
             base_id=base.id,
             base_sha=base_sha,
             author=request.author,
@@ -121,39 +113,60 @@ def push_version(
     return PushResult(version=version, created=created, tags_moved=moved)
 
 
-def _check_files(session: Session, store: BlobStore, entries: list[FileEntry]) -> dict[str, FileEntry]:
-    if len(entries) > MAX_FILES:
-        raise InvalidInput(f"a version may have at most {MAX_FILES} files, got {len(entries)}")
-    files: dict[str, FileEntry] = {}
-    for entry in entries:
-        path = validate_file_path(entry.path)
-        if path in files:
-            raise InvalidInput(f"file {path!r} is listed twice")
-        if entry.size < 0:
-            raise InvalidInput(f"file {path!r} has a negative size")
-        files[path] = FileEntry(path, parse_digest(entry.digest), entry.size)
+def _check_adapter(
+    session: Session,
+    store: BlobStore,
+    files: dict[str, FileEntry],
+    base_sha: str | None,
+    max_config_size: int,
+) -> tuple[BaseModel, str, dict[str, Any]]:
+    """A PEFT LoRA adapter: its config and tensors fit the base model it names."""
     for required in (CONFIG_FILE, WEIGHTS_FILE):
         if required not in files:
             raise InvalidAdapter(
                 f"the adapter has no {required}; a PEFT LoRA adapter directory holds {CONFIG_FILE} and "
                 f"{WEIGHTS_FILE} (save it with model.save_pretrained(dir))"
             )
-    known = queries.known_blobs(session, (f.digest for f in files.values()))
-    for entry in files.values():
-        if known.get(entry.digest) != entry.size or not _stored_with_size(store, entry):
-            raise InvalidInput(
-                f"file {entry.path!r} references blob sha256:{entry.digest} ({entry.size} bytes), which was "
-                "never uploaded; upload the missing blobs (POST /api/v1/blobs/batch) before committing",
-                code="blob_unknown",
-            )
-    return files
+    config = _read_config(store, files[CONFIG_FILE], max_config_size)
+    base, sha = _find_base(session, config, base_sha)
+    modules = check_adapter(
+        config, _header(store, files[WEIGHTS_FILE]), BaseManifest.from_json(base.manifest)
+    )
+    return base, sha, _config_summary(config, modules, base)
 
 
-def _stored_with_size(store: BlobStore, entry: FileEntry) -> bool:
-    try:
-        return store.stat(entry.digest).size == entry.size
-    except BlobNotFound:
-        return False
+def _check_model(
+    session: Session, store: BlobStore, files: dict[str, FileEntry], base_sha: str | None
+) -> tuple[BaseModel, str, dict[str, Any]]:
+    """Full model weights (a merge into the base, a fine-tune): readable safetensors and a config.json;
+    ``base_sha`` names the base model they derive from."""
+    shards = [f for path, f in sorted(files.items()) if path.endswith(".safetensors")]
+    if not shards or MODEL_CONFIG_FILE not in files:
+        raise InvalidInput(
+            f"a model version needs {MODEL_CONFIG_FILE} and *.safetensors weights (save it with "
+            "model.save_pretrained(dir, safe_serialization=True))"
+        )
+    if base_sha is None:
+        raise InvalidInput("a model version names the base model it derives from: pass --base NAME@SHA")
+    base = get_base(session, base_sha)
+    tensors = {name: info for shard in shards for name, info in _header(store, shard).tensors.items()}
+    return (
+        base,
+        base_sha.lower(),
+        {
+            "kind": "model",
+            "tensors": len(tensors),
+            "parameters": sum(math.prod(info.shape) for info in tensors.values()),
+            "safetensors_files": len(shards),
+            "base_name": base.name,
+        },
+    )
+
+
+def _header(store: BlobStore, entry: FileEntry) -> SafetensorsHeader:
+    return parse_header(
+        lambda offset, length: store.read_at(entry.digest, offset, length), entry.size, filename=entry.path
+    )
 
 
 def _read_config(store: BlobStore, entry: FileEntry, max_size: int) -> LoraConfig:
@@ -190,6 +203,7 @@ def _parents(session: Session, repository: Repository, refs: list[str] | None) -
 
 def _config_summary(config: LoraConfig, modules: list[LoraModule], base: BaseModel) -> dict[str, Any]:
     return {
+        "kind": "adapter",
         "peft_type": config.peft_type,
         "r": config.r,
         "lora_alpha": config.lora_alpha,

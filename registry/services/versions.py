@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from sqlalchemy.orm import Session
@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from registry.db import queries
 from registry.db.models import Repository, Version
 from registry.errors import BaseMismatch, Gone, InvalidInput, NotFound
-from registry.refs import Ref, RepoRef
+from registry.refs import Ref, RepoRef, validate_file_path
 from registry.services import repos
 from registry.services.bases import base_answers_to, validate_sha
 from registry.storage import BlobStore
@@ -68,11 +68,16 @@ def log(session: Session, repository: Repository, *, limit: int = 50, offset: in
 
 def export_version(version: Version, store: BlobStore, directory: Path) -> None:
     """Write a version's files into ``directory`` from the blob store (server side: jobs)."""
-    for entry in version.files:
-        target = directory / entry.path
+    export_files([(f.path, f.blob_digest) for f in version.files], store, directory)
+
+
+def export_files(files: Iterable[tuple[str, str]], store: BlobStore, directory: Path) -> None:
+    """Write (path, digest) files from the blob store into ``directory``."""
+    for path, digest in files:
+        target = directory / validate_file_path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         with target.open("wb") as out:
-            for chunk in store.read_range(entry.blob_digest):
+            for chunk in store.read_range(digest):
                 out.write(chunk)
 
 

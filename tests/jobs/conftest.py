@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,10 +13,11 @@ import pytest
 import redis
 
 from registry.config import Settings
+from registry.db import migrate
 from registry.jobs.celery_app import make_celery
 from tests.conftest import LiveServer, TinyBase, start_server
 from tests.helpers import push, register_base
-from tests.service_checks import require
+from tests.service_checks import fresh_postgres_database, require
 
 REDIS = "redis://127.0.0.1:6379"
 
@@ -39,30 +41,33 @@ def fresh_broker(database: int) -> str:
 
 @pytest.fixture(scope="session", params=["inline", "celery"])
 def job_server(
-    request: pytest.FixtureRequest, database_url: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    """A live server whose jobs run inline, or on a Celery worker (in this process, solo pool)."""
-    overrides: dict[str, Any] = {"job_heartbeat": 0.5}
-    if request.param == "celery":
-        broker = fresh_broker(13 if database_url.startswith("sqlite") else 14)
-        overrides |= {"executor": "celery", "broker_url": broker}
-    settings = Settings(
-        home=tmp_path_factory.mktemp(f"jobs-{request.param}"), database_url=database_url, **overrides
-    )
-    for url in start_server(settings):
-        with httpx.Client(base_url=url, timeout=30) as http:
-            if request.param == "celery":
-                from celery.contrib.testing.worker import start_worker
+    """The two deployments' job paths: the embedded default (SQLite, jobs in the API's thread pool), and
+    production (PostgreSQL, Celery over Redis, here with a worker in this process)."""
+    home = tmp_path_factory.mktemp(f"jobs-{request.param}")
+    with contextlib.ExitStack() as stack:
+        if request.param == "celery":
+            database_url = stack.enter_context(fresh_postgres_database("lorareg_jobs"))
+            overrides: dict[str, Any] = {"executor": "celery", "broker_url": fresh_broker(13)}
+        else:
+            database_url, overrides = f"sqlite:///{home / 'lorareg.db'}", {}
+        migrate.upgrade(database_url)
+        settings = Settings(home=home, database_url=database_url, job_heartbeat=0.5, **overrides)
+        for url in start_server(settings):
+            with httpx.Client(base_url=url, timeout=30) as http:
+                if request.param == "celery":
+                    from celery.contrib.testing.worker import start_worker
 
-                with start_worker(
-                    make_celery(settings),
-                    pool="solo",
-                    perform_ping_check=False,
-                    queues=["cpu"],
-                    shutdown_timeout=30,
-                ):
-                    yield LiveServer(url, settings, http)
-            else:
+                    stack.enter_context(
+                        start_worker(
+                            make_celery(settings),
+                            pool="solo",
+                            perform_ping_check=False,
+                            queues=["cpu"],
+                            shutdown_timeout=30,
+                        )
+                    )
                 yield LiveServer(url, settings, http)
 
 

@@ -6,10 +6,13 @@ import copy
 from pathlib import Path
 
 import torch
+from make_tiny_adapter import make_adapter
 from peft import PeftModel
+from transformers import AutoModelForCausalLM
 
 from tests.cli.test_cli import logits, run, run_json
 from tests.conftest import LiveServer, TinyBase
+from tests.helpers import push, register_base
 from tests.jobs.conftest import Pushed, wait_for
 
 
@@ -141,3 +144,63 @@ def test_cli_merge_follows_the_job(job_server: LiveServer, two_adapters: list[Pu
     job_id = next(j["id"] for j in listed if j["output"]["repo"] == f"{repo}-ties")
     assert "succeeded" in run(job_server, "jobs", "show", job_id).stdout
     assert "already succeeded" in run(job_server, "jobs", "cancel", job_id, check=1).stderr
+
+
+def test_merge_base_makes_a_model_that_equals_peft_merge_and_unload(
+    job_server: LiveServer, two_adapters: list[Pushed], tiny_base: TinyBase, repo: str, tmp_path: Path
+) -> None:
+    a, _ = two_adapters
+    run(job_server, "base", "register", str(tiny_base.path), "--name", "tiny-llama", "--with-weights")
+    made = run_json(job_server, "merge-base", f"{a.repo}@{a.digest}", "--into", f"{repo}-model:v1")
+    version = made["result"]["version"]
+    shown = run_json(job_server, "show", f"{repo}-model:v1")
+    assert shown["config"]["kind"] == "model" and shown["parents"] == [f"{a.repo}@{a.digest}"]
+
+    out = tmp_path / "model"
+    run(job_server, "pull", f"{repo}-model@{version['digest']}", "-o", str(out))
+    run(job_server, "pull", f"{a.repo}@{a.digest}", "-o", str(tmp_path / "adapter"))
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()
+    reference = PeftModel.from_pretrained(copy.deepcopy(tiny_base.model), str(tmp_path / "adapter"))
+    assert torch.allclose(logits(merged), logits(reference.merge_and_unload().eval()), atol=1e-5)
+
+
+def test_merge_base_without_stored_weights_fails_clearly(
+    job_server: LiveServer, other_base: TinyBase, repo: str, tmp_path: Path
+) -> None:
+    register_base(job_server.http, other_base.path, name="other-llama")
+    make_adapter(copy.deepcopy(other_base.model), tmp_path / "adapter", seed=5, r=4, base_name="other-llama")
+    pushed = push(job_server.http, f"{repo}-other", tmp_path / "adapter", base=other_base.content_digest)
+    assert pushed.status_code == 201, pushed.text
+    failed = run(job_server, "merge-base", f"{repo}-other", "--into", f"{repo}-other-model", check=1)
+    assert "--with-weights" in failed.stderr
+    assert job_server.http.get(f"/api/v1/repos/{repo}-other-model").status_code == 404
+
+
+def test_extract_recovers_the_adapter_from_a_fine_tune(
+    job_server: LiveServer, tiny_base: TinyBase, adapter_factory, repo: str, tmp_path: Path
+) -> None:
+    register_base(job_server.http, tiny_base.path)
+    run(job_server, "base", "register", str(tiny_base.path), "--name", "tiny-llama", "--with-weights")
+    adapter = adapter_factory(seed=61, r=8)
+    finetuned = PeftModel.from_pretrained(copy.deepcopy(tiny_base.model), str(adapter)).merge_and_unload()
+    finetuned.save_pretrained(tmp_path / "finetuned", safe_serialization=True)
+    pushed = run_json(
+        job_server,
+        "push",
+        str(tmp_path / "finetuned"),
+        f"{repo}-ft:v1",
+        "--model",
+        "--base",
+        tiny_base.content_digest,
+    )
+    assert pushed["created"]
+    refused = run(job_server, "extract", f"{repo}-ft:v1", "--into", f"{repo}-x", check=2)
+    assert "--rank or --energy" in refused.stderr
+
+    made = run_json(job_server, "extract", f"{repo}-ft:v1", "--rank", "8", "--into", f"{repo}-extracted:v1")
+    out = tmp_path / "extracted"
+    run(job_server, "pull", f"{made['result']['version']['repo']}:v1", "-o", str(out))
+    extracted = PeftModel.from_pretrained(copy.deepcopy(tiny_base.model), str(out)).eval()
+    original = PeftModel.from_pretrained(copy.deepcopy(tiny_base.model), str(adapter)).eval()
+    assert torch.allclose(logits(extracted), logits(original), atol=1e-4)
+    assert not torch.allclose(logits(extracted), logits(tiny_base.model), atol=1e-3)

@@ -17,8 +17,8 @@ from registry.db import migrate
 from registry.db.session import Database
 from registry.refs import RepoName
 from registry.services.bases import register_base
-from registry.services.blobs import upload_blob
-from registry.services.push import FileEntry, PushRequest, push_version
+from registry.services.blobs import FileEntry, upload_blob
+from registry.services.push import PushRequest, push_version
 from registry.storage import open_blob_store
 from registry.storage.filesystem import FilesystemBlobStore
 from tests.conftest import TinyBase

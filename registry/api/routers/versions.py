@@ -7,7 +7,8 @@ from registry.api.schemas import PushIn, PushOut, VersionOut, YankIn, push_out, 
 from registry.db import queries
 from registry.refs import Ref, RepoName, RepoRef
 from registry.services import repos, versions
-from registry.services.push import FileEntry, PushRequest, push_version
+from registry.services.blobs import FileEntry
+from registry.services.push import PushRequest, push_version
 from registry.services.yank import yank
 
 router = APIRouter(prefix="/repos/{namespace}/{name}", tags=["versions"])
@@ -57,6 +58,7 @@ def commit(
         tags=body.tags,
         update_latest=body.update_latest,
         parents=body.parents,
+        kind=body.kind,
     )
     result = push_version(
         session,
