@@ -5,11 +5,13 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import redis
 import torch
 from make_tiny_adapter import make_adapter
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
+from registry.jobs.celery_app import GPU_QUEUE_KEY
 from tests.cli.test_cli import logits, run, run_json
 from tests.conftest import LiveServer, TinyBase
 from tests.helpers import push, register_base
@@ -204,3 +206,21 @@ def test_extract_recovers_the_adapter_from_a_fine_tune(
     original = PeftModel.from_pretrained(copy.deepcopy(tiny_base.model), str(adapter)).eval()
     assert torch.allclose(logits(extracted), logits(original), atol=1e-4)
     assert not torch.allclose(logits(extracted), logits(tiny_base.model), atol=1e-3)
+
+
+def test_routing_to_a_gpu_queue_and_cancelling_a_queued_job(
+    job_server: LiveServer, two_adapters: list[Pushed], repo: str
+) -> None:
+    a, b = two_adapters
+    body = {"kind": "merge", "inputs": [a.repo, b.repo], "params": {"method": "cat"}, "into": f"{repo}-gpu"}
+    if job_server.settings.executor == "celery":  # a gpu worker advertises itself in Redis
+        redis.Redis.from_url(job_server.settings.broker_url).set(GPU_QUEUE_KEY, "1", ex=30)
+        auto = job_server.http.post("/api/v1/jobs", json=body).json()
+        assert auto["queue"] == "gpu"  # no gpu worker really consumes it here: it stays queued
+        redis.Redis.from_url(job_server.settings.broker_url).delete(GPU_QUEUE_KEY)
+        cancelled = run_json(job_server, "jobs", "cancel", auto["id"])
+        assert cancelled["status"] == "cancelled"
+        assert wait_for(job_server.http, auto["id"])["status"] == "cancelled"
+        assert job_server.http.get(f"/api/v1/repos/{repo}-gpu").status_code == 404
+    on_cpu = job_server.http.post("/api/v1/jobs", json={**body, "device": "cpu"}).json()
+    assert on_cpu["queue"] == "cpu" and wait_for(job_server.http, on_cpu["id"])["status"] == "succeeded"
