@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,27 @@ from registry.errors import RegistryError
 
 POLL_SECONDS = 0.5
 FINISHED = ("succeeded", "failed", "cancelled")
+
+
+def output_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--into``, ``--device`` and ``--no-wait``: the options of every job that makes a version."""
+    for option in reversed(
+        (
+            click.option(
+                "--into", required=True, metavar="REPO[:TAG]", help="The repository (and tag) it goes to."
+            ),
+            click.option(
+                "--device",
+                type=click.Choice(["auto", "gpu", "cpu"]),
+                default="auto",
+                show_default=True,
+                help="auto: a GPU worker when one is up.",
+            ),
+            click.option("--no-wait", is_flag=True, help="Print the job id and return at once."),
+        )
+    ):
+        command = option(command)
+    return command
 
 
 def submit(app: AppContext, body: dict[str, Any], *, wait: bool) -> dict[str, Any]:
@@ -60,9 +82,7 @@ def _outcome(app: AppContext, job: dict[str, Any]) -> None:
 @click.option("--svd-clamp", type=float, help="Quantile to clamp the SVD factors at.")
 @click.option("--majority-sign", "majority_sign_method", type=click.Choice(["total", "frequency"]))
 @click.option("--seed", type=int, help="DARE's random seed (reproducible masks).")
-@click.option("--into", required=True, metavar="REPO[:TAG]", help="Where the merged version goes.")
-@click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True)
-@click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
+@output_options
 @pass_app
 def merge(
     app: AppContext,
@@ -138,9 +158,7 @@ def diff(app: AppContext, first: str, second: str, plot: Path | None, top: int) 
 
 @click.command("merge-base")
 @click.argument("ref")
-@click.option("--into", required=True, metavar="REPO[:TAG]", help="Where the merged model goes.")
-@click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True)
-@click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
+@output_options
 @pass_app
 def merge_base(app: AppContext, ref: str, into: str, device: str, no_wait: bool) -> None:
     """Merge the adapter REF into its base model's weights: a full model version in --into (a job).
@@ -153,9 +171,7 @@ def merge_base(app: AppContext, ref: str, into: str, device: str, no_wait: bool)
 @click.argument("ref")
 @click.option("--rank", type=int, help="The LoRA rank of every module.")
 @click.option("--energy", type=float, help="Instead of --rank: the smallest rank keeping this fraction.")
-@click.option("--into", required=True, metavar="REPO[:TAG]", help="Where the extracted adapter goes.")
-@click.option("--device", type=click.Choice(["auto", "gpu", "cpu"]), default="auto", show_default=True)
-@click.option("--no-wait", is_flag=True, help="Print the job id and return at once.")
+@output_options
 @pass_app
 def extract(
     app: AppContext, ref: str, rank: int | None, energy: float | None, into: str, device: str, no_wait: bool
