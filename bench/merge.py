@@ -1,6 +1,7 @@
 """Merges and diffs: PEFT 0.21's ``add_weighted_adapter`` next to ``registry.compute.merge``, same inputs.
 
     python bench/merge.py [--hidden 2048] [--layers 1] [--adapters 4] [--rank 16] [--device cpu|cuda]
+                          [--cases svd,ties_svd,cat,diff]     (--cases diff: only the diff row, in seconds)
 
 Builds a Llama of hidden size H (``intermediate = 2.6875·H``, all 7 linear modules per layer adapted;
 its weights are never initialised: meta device, then ``to_empty``) and N random LoRA adapters of rank r,
@@ -13,8 +14,9 @@ on CUDA ``torch.cuda.max_memory_allocated`` minus the allocation before it.
 Errors are relative Frobenius errors per module (the worst module printed) against the exact answer:
 for ``svd`` and ``cat`` the exact Σ wᵢ·sᵢ·BᵢAᵢ (through QR cores, never dense); for ``ties_svd`` the
 dense TIES merge before truncation. "agree" is the worst per-module difference between PEFT's and our
-merged ΔW. The diff row times ``lowrank.frobenius_inner``/``difference_norm`` against forming both ΔW
-and taking ‖ΔW₁−ΔW₂‖ and the cosine.
+merged ΔW. The diff row times ``diff.adapter_diff`` on the first two adapters (per module ‖ΔW₁‖, ‖ΔW₂‖,
+⟨ΔW₁, ΔW₂⟩, cosine and ‖ΔW₁−ΔW₂‖ from one stacked fp64 Gram pair: ``lowrank.compare`` on
+``lowrank.pair_statistics``) against forming both ΔW and taking ‖ΔW₁−ΔW₂‖ and the cosine.
 Targets: svd ≥ 100× faster than PEFT with error ≤ PEFT's; ties_svd no slower than PEFT with peak
 memory ≤ PEFT's; the Gram diff ≥ 100× faster than dense.
 """
@@ -22,6 +24,7 @@ memory ≤ PEFT's; the Gram diff ≥ 100× faster than dense.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -37,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch
 
+from registry.compute.diff import adapter_diff
 from registry.compute.lora import LoraAdapter, LoraModule, load_adapter, save_adapter
 from registry.compute.lowrank import difference_norm, frobenius_inner
 from registry.compute.merge import merge_adapters
@@ -51,9 +55,11 @@ MODULES = {
     "mlp.down_proj": ("h", "i"),
 }
 METHODS = ("svd", "ties_svd", "cat")
+CASES = (*METHODS, "diff")
 OPTIONS = {"svd": {}, "ties_svd": {"density": 0.5}, "cat": {}}
 WEIGHTS = (0.6, -0.3, 0.9, 0.4, 0.7, -0.5, 0.2, 0.8)
 REPEAT, REPEAT_BELOW_S = 3, 5.0  # runs per case while the runs so far took under 5 s: best time kept
+DIFF_REPEAT = 5  # timed runs of each diff way (after one warm-up), best kept: a 2 ms run is easily preempted
 
 
 def intermediate(hidden: int) -> int:
@@ -249,32 +255,32 @@ def errors(method: str, adapters: list[LoraAdapter], peft: dict, ours: dict) -> 
 
 
 def diff_rows(adapters: list[LoraAdapter], device: str) -> dict[str, tuple[float, float]]:
-    """{way: (best seconds of 3 runs, worst error)} for ‖ΔW₁−ΔW₂‖ and cos(ΔW₁, ΔW₂) over every module of
-    the first two adapters: dense fp32, and ``lowrank`` (fp64 Gram traces, QR core where they cancel).
-    The error is the worst relative error of the distance or absolute error of the cosine against dense
-    fp64."""
-    first, second = adapters[0], adapters[1]
+    """{way: (best seconds of DIFF_REPEAT runs, worst error)} for ‖ΔW₁−ΔW₂‖ and cos(ΔW₁, ΔW₂) over every
+    module of the first two adapters: ``dense`` (both ΔW formed in fp32, from factors with the scale
+    already folded into B, outside the timing), and ``lowrank``: ``adapter_diff`` itself, i.e. per module
+    ``lowrank.compare`` on the raw factors (one stacked fp64 Gram pair, QR core where the trace formula
+    cancels) plus the registry's own bookkeeping. The error is the worst relative error of the distance or
+    absolute error of the cosine against dense fp64."""
+    first, second = (_on_device(adapter, device) for adapter in adapters[:2])
+    keys = sorted(first.modules)  # adapter_diff's order
     pairs = []
-    for key in first.modules:
+    for key in keys:
         one, two = first.modules[key], second.modules[key]
-        pairs.append([t.to(device) for t in (one.B * one.scale, one.A, two.B * two.scale, two.A)])
-
-    def cosine(B1, A1, B2, A2) -> torch.Tensor:
-        norms = frobenius_inner(B1, A1, B1, A1).sqrt() * frobenius_inner(B2, A2, B2, A2).sqrt()
-        return frobenius_inner(B1, A1, B2, A2) / norms
+        pairs.append([one.B * one.scale, one.A, two.B * two.scale, two.A])
 
     def dense(B1, A1, B2, A2) -> tuple[torch.Tensor, torch.Tensor]:
         W1, W2 = B1 @ A1, B2 @ A2
         norms = torch.linalg.matrix_norm(W1) * torch.linalg.matrix_norm(W2)
         return torch.linalg.matrix_norm(W1 - W2), torch.sum(W1 * W2) / norms
 
-    ways = {
-        "dense": dense,
-        "lowrank": lambda *f: (difference_norm(*f), cosine(*f)),
-    }
+    def lowrank() -> list[tuple[float, float | None]]:
+        diff = adapter_diff(first, second)
+        return [(m.distance, m.cosine) for m in diff.modules]
+
+    ways = {"dense": lambda: [dense(*pair) for pair in pairs], "lowrank": lowrank}
 
     def run(way) -> list[tuple[float, float]]:
-        out = [way(*pair) for pair in pairs]
+        out = way()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         return [(float(d), float(c)) for d, c in out]
@@ -283,7 +289,7 @@ def diff_rows(adapters: list[LoraAdapter], device: str) -> dict[str, tuple[float
     for name, way in ways.items():
         run(way)  # warm up
         runs = []
-        for _ in range(3):
+        for _ in range(DIFF_REPEAT):
             start = time.perf_counter()
             values = run(way)
             runs.append(time.perf_counter() - start)
@@ -302,6 +308,14 @@ def diff_rows(adapters: list[LoraAdapter], device: str) -> dict[str, tuple[float
     }
 
 
+def _on_device(adapter: LoraAdapter, device: str) -> LoraAdapter:
+    modules = {
+        name: dataclasses.replace(m, A=m.A.to(device), B=m.B.to(device))
+        for name, m in adapter.modules.items()
+    }
+    return LoraAdapter(modules=modules, config=adapter.config)
+
+
 def mib(n: float) -> str:
     return f"{n / 2**20:,.0f} MiB"
 
@@ -315,12 +329,26 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=1, help="decoder layers (7 adapted modules each)")
     parser.add_argument("--adapters", type=int, default=4)
     parser.add_argument("--rank", type=int, default=16)
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "--cases",
+        help=f"comma-separated cases to run, from {','.join(CASES)} (default: all); "
+        "'--cases diff' runs the diff row alone, without PEFT or a model",
+    )
+    parser.add_argument(
+        "--methods", help="merge methods only, the diff row always runs (older spelling of --cases)"
+    )
     parser.add_argument("--case", nargs=3, metavar=("IMPL", "METHOD", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.hidden = args.hidden or (4096 if args.device.startswith("cuda") else 2048)
     if not 2 <= args.adapters <= len(WEIGHTS):
         parser.error(f"--adapters must be between 2 and {len(WEIGHTS)}")
+    if args.cases and args.methods:
+        parser.error("give --cases or --methods, not both")
+    cases = args.cases.split(",") if args.cases else [*(args.methods or ",".join(METHODS)).split(","), "diff"]
+    allowed = CASES if args.cases else (*METHODS, "diff")
+    unknown = [c for c in cases if c not in allowed]
+    if unknown:
+        parser.error(f"unknown case(s) {', '.join(unknown)}: choose from {', '.join(allowed)}")
 
     if args.case:
         impl, method, work = args.case
@@ -349,7 +377,7 @@ def main() -> None:
         )
         print(header)
         print("-" * len(header))
-        for method in args.methods.split(","):
+        for method in (c for c in cases if c in METHODS):
             measured = {}
             for impl in ("peft", "ours"):
                 command = [sys.executable, __file__, "--device", args.device, "--hidden", str(args.hidden)]
@@ -380,6 +408,8 @@ def main() -> None:
                 f"{mib(measured['peft']['peak']):>11} {mib(measured['ours']['peak']):>11} "
                 f"{peft_err:>11.4e} {our_err:>11.4e} {agree:>8.1e}  {target}"
             )
+        if "diff" not in cases:
+            return
         diffs = diff_rows(adapters, args.device)
         dense_s = diffs["dense"][0]
         for name, label in (("lowrank", "adapter diff (Gram) vs dense"),):
@@ -387,11 +417,12 @@ def main() -> None:
             ratio = dense_s / seconds
             verdict = "met" if ratio >= 100 else "MISSED"
             print(
-                f"{label:<34} {dense_s:>8.3f}s {seconds:>8.3f}s {ratio:>9.1f}× {'':>11} {'':>11} "
+                f"{label:<34} {dense_s:>8.3f}s {seconds:>8.5f}s {ratio:>9.1f}× {'':>11} {'':>11} "
                 f"{diffs['dense'][1]:>11.1e} {worst:>11.1e} {'':>8}  ≥100×: {verdict}"
             )
         print(
-            "diff rows: 'PEFT' = both ΔW formed densely (fp32), 'ours' = low-rank; errors against dense fp64"
+            "diff row: 'PEFT' = both ΔW formed densely (fp32), 'ours' = adapter_diff (one fp64 Gram pair per "
+            f"module); best of {DIFF_REPEAT} runs each; errors against dense fp64"
         )
 
 

@@ -1,9 +1,10 @@
 """Compare two adapters module by module, exactly, without forming any ΔW = s·B·A.
 
-Norms and inner products come from r×r Gram matrices (``lowrank.frobenius_inner``); the distance
-``‖ΔW_b − ΔW_a‖`` from the QR core of the stacked factors (``lowrank.difference_norm``), which stays
-accurate for nearly equal adapters where ``‖a‖² + ‖b‖² − 2⟨a, b⟩`` cancels. All of it runs in fp64 on
-factors of size (out + in)·r, so comparing two adapters costs about as much as reading them.
+Per module, both norms, the inner product, the cosine and the distance ``‖ΔW_b − ΔW_a‖`` come from ONE
+pair of stacked (r_a + r_b)² Gram matrices (``lowrank.compare``, built on ``lowrank.pair_statistics``); where
+``‖a‖² + ‖b‖² − 2⟨a, b⟩`` cancels (nearly equal adapters) the distance comes from the QR core of the stacked
+factors instead, which stays accurate. All of it runs in fp64 on factors of size (out + in)·r, so comparing
+two adapters costs about as much as reading them.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import torch
 
 from registry.compute.extract import lora_config_for
 from registry.compute.lora import IncompatibleAdapters, LoraAdapter, LoraModule
-from registry.compute.lowrank import difference_norm as _difference_norm
-from registry.compute.lowrank import factored_svd, frobenius_inner, truncate
+from registry.compute.lowrank import compare, factored_svd, frobenius_inner, truncate
 
 _ANNOTATE_CELLS = 600  # write the value into each heatmap cell up to this many cells
 
@@ -110,16 +110,12 @@ def adapter_diff(a: LoraAdapter, b: LoraAdapter) -> AdapterDiff:
             modules.append(ModuleDiff(name, layer, module_type, norm_a, norm_b, norm, relative, None))
             continue
         _check_pair(name, ma, mb)
-        Ba, Aa = _factors(ma)
-        Bb, Ab = _factors(mb, Ba.device)
-        norm_a, norm_b = _sqrt(frobenius_inner(Ba, Aa, Ba, Aa)), _sqrt(frobenius_inner(Bb, Ab, Bb, Ab))
-        distance = float(_difference_norm(Ba, Aa, Bb, Ab))
-        largest = max(norm_a, norm_b)
-        cosine = None
-        if norm_a > 0 and norm_b > 0:
-            cosine = max(-1.0, min(1.0, float(frobenius_inner(Ba, Aa, Bb, Ab)) / (norm_a * norm_b)))
-        relative = distance / largest if largest > 0 else 0.0
-        modules.append(ModuleDiff(name, layer, module_type, norm_a, norm_b, distance, relative, cosine))
+        device = ma.A.device
+        # ΔW_a first: norm1 = ‖ΔW_a‖, distance = ‖ΔW_a − ΔW_b‖ (factors read exactly into fp64 inside)
+        c = compare(ma.B, ma.A, mb.B.to(device), mb.A.to(device), scale1=ma.scale, scale2=mb.scale)
+        largest = max(c.norm1, c.norm2)
+        relative = c.distance / largest if largest > 0 else 0.0
+        modules.append(ModuleDiff(name, layer, module_type, c.norm1, c.norm2, c.distance, relative, c.cosine))
     return AdapterDiff(
         modules=modules,
         only_in_a=sorted(a.modules.keys() - b.modules.keys()),
@@ -260,20 +256,10 @@ def split_name(name: str) -> tuple[int | None, str]:
     return None, name
 
 
-def _factors(module: LoraModule, device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(s·B, A)`` in fp64: the Gram matrices and QR cores are tiny, and fp64 keeps distances of nearly
-    equal adapters accurate (fp32 QR would leave ~1e-7·‖ΔW‖ of noise in them)."""
-    device = device or module.A.device
-    return module.B.to(device, torch.float64) * module.scale, module.A.to(device, torch.float64)
-
-
 def _norm(module: LoraModule) -> float:
-    B, A = _factors(module)
-    return _sqrt(frobenius_inner(B, A, B, A))
-
-
-def _sqrt(value: torch.Tensor) -> float:
-    return math.sqrt(max(float(value), 0.0))
+    """‖s·BA‖_F from the fp64 r×r Gram matrices of the factors."""
+    B, A = module.B.double(), module.A.double()
+    return math.sqrt(max(float(frobenius_inner(B, A, B, A)), 0.0)) * abs(module.scale)
 
 
 def _check_pair(name: str, a: LoraModule, b: LoraModule) -> None:

@@ -100,6 +100,31 @@ def test_distance_of_nearly_equal_adapters_does_not_cancel(pair):
     assert max(trace_errors) > 0.1  # the case really is one where the naive formula fails
 
 
+def test_same_update_factored_differently_has_zero_distance(pair):
+    """b = a with B doubled, the scale halved and the factors in fp64 (a's are fp32): every ΔW is the same,
+    so the distance must be ~0 (the QR core, not the cancelling trace formula) and the cosine 1."""
+    a, _ = pair
+    b = LoraAdapter(
+        modules={
+            name: LoraModule(
+                A=m.A.double(),
+                B=2 * m.B.double(),
+                scale=m.scale / 2,
+                kind=m.kind,
+                transposed_in_base=m.transposed_in_base,
+            )
+            for name, m in a.modules.items()
+        },
+        config=dict(a.config),
+    )
+    diff = adapter_diff(a, b)
+    for m in diff.modules:
+        norm = float(dense(a.modules[m.name]).norm())
+        assert m.norm_a == pytest.approx(norm, rel=1e-12) and m.norm_b == pytest.approx(norm, rel=1e-12)
+        assert m.distance <= 1e-12 * norm
+        assert m.cosine == pytest.approx(1.0, abs=1e-12)
+
+
 def test_summary_ranks_modules_and_totals_layers(pair):
     diff = adapter_diff(*pair)
     summary = diff.summary(top=3)
