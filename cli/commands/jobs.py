@@ -11,8 +11,10 @@ from typing import Any
 import click
 
 from cli.client import RegistryClient
+from cli.commands.push import directory_files, parse_base
 from cli.context import AppContext, pass_app
 from registry.errors import RegistryError
+from registry.refs import RepoName, RepoRef
 
 POLL_SECONDS = 0.5
 FINISHED = ("succeeded", "failed", "cancelled")
@@ -168,21 +170,50 @@ def merge_base(app: AppContext, ref: str, into: str, device: str, no_wait: bool)
 
 
 @click.command()
-@click.argument("ref")
+@click.argument("source")
 @click.option("--rank", type=int, help="The LoRA rank of every module.")
 @click.option("--energy", type=float, help="Instead of --rank: the smallest rank keeping this fraction.")
+@click.option(
+    "--base", "base", metavar="NAME@SHA", help="With a directory SOURCE: the base it was tuned from."
+)
 @output_options
 @pass_app
 def extract(
-    app: AppContext, ref: str, rank: int | None, energy: float | None, into: str, device: str, no_wait: bool
+    app: AppContext,
+    source: str,
+    rank: int | None,
+    energy: float | None,
+    base: str | None,
+    into: str,
+    device: str,
+    no_wait: bool,
 ) -> None:
-    """Extract a LoRA adapter from the fine-tuned model REF (pushed with `lorareg push DIR REPO --model
-    --base NAME@SHA`) against its base: an adapter version in --into (a job)."""
+    """Extract a LoRA adapter from a fine-tuned model against its base: an adapter version in --into (a job).
+
+    SOURCE is a model version (ns/name[:tag], …) or a local model directory, which is first pushed as a model
+    version to <into>-source (this needs --base)."""
     if (rank is None) == (energy is None):
         raise click.UsageError("give exactly one of --rank or --energy")
+    if Path(source).is_dir():
+        if base is None:
+            raise click.UsageError(
+                "a directory SOURCE needs --base NAME@SHA, the base it was fine-tuned from"
+            )
+        target = RepoRef.parse(into).repo
+        entries, _ = app.client.upload_files(directory_files(Path(source)))
+        pushed = app.client.request(
+            "POST",
+            f"{app.client.repo_path(RepoName(target.namespace, f'{target.name}-source'))}/versions",
+            json={"kind": "model", "files": entries, "base": parse_base(base), "update_latest": True},
+        )
+        source = f"{pushed['repo']}@{pushed['digest']}"
+        if not app.as_json:
+            click.echo(f"pushed {source} (#{pushed['number']})", err=True)
     params = {"rank": rank} if rank is not None else {"energy": energy}
     _run_to_version(
-        app, {"kind": "extract", "inputs": [ref], "params": params, "into": into, "device": device}, no_wait
+        app,
+        {"kind": "extract", "inputs": [source], "params": params, "into": into, "device": device},
+        no_wait,
     )
 
 

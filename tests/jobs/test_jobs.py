@@ -200,6 +200,19 @@ def test_extract_recovers_the_adapter_from_a_fine_tune(
     assert "--rank or --energy" in refused.stderr
 
     made = run_json(job_server, "extract", f"{repo}-ft:v1", "--rank", "8", "--into", f"{repo}-extracted:v1")
+    from_dir = run_json(
+        job_server,
+        "extract",
+        str(tmp_path / "finetuned"),
+        "--base",
+        tiny_base.content_digest,
+        "--rank",
+        "8",
+        "--into",
+        f"{repo}-extracted:v1",
+    )
+    assert from_dir["result"]["version"]["digest"] == made["result"]["version"]["digest"]  # same content
+    assert from_dir["inputs"][0]["repo"] == f"{repo}-extracted-source"
     out = tmp_path / "extracted"
     run(job_server, "pull", f"{made['result']['version']['repo']}:v1", "-o", str(out))
     extracted = PeftModel.from_pretrained(copy.deepcopy(tiny_base.model), str(out)).eval()
