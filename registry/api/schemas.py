@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import AfterValidator, Field
 from pydantic import BaseModel as Schema
-from pydantic import Field
 
 from registry.db import models
+from registry.db.models import as_utc
+
+Timestamp = Annotated[datetime, AfterValidator(as_utc)]  # SQLite hands back naive UTC times
 
 
 class ErrorDetail(Schema):
@@ -24,7 +27,7 @@ class RepoOut(Schema):
     namespace: str
     name: str
     id: str = Field(description="namespace/name")
-    created_at: datetime
+    created_at: Timestamp
     versions: int | None = None
 
 
@@ -55,7 +58,7 @@ class VersionOut(Schema):
     author: str | None
     message: str | None
     provenance: dict[str, Any]
-    created_at: datetime
+    created_at: Timestamp
     yanked: bool
     yank_reason: str | None
     base: BaseRefOut
@@ -94,7 +97,7 @@ class TagOut(Schema):
     name: str
     number: int
     digest: str
-    updated_at: datetime
+    updated_at: Timestamp
 
 
 class TagMoveIn(Schema):
@@ -110,7 +113,7 @@ class TagEventOut(Schema):
     old_number: int | None
     new_number: int | None
     actor: str | None
-    created_at: datetime
+    created_at: Timestamp
 
 
 class BlobRef(Schema):
@@ -164,7 +167,7 @@ class BaseOut(Schema):
     hf_revisions: list[str]
     weights: int
     stored_files: int = Field(description="files of the base stored in the registry (0: shapes only)")
-    created_at: datetime
+    created_at: Timestamp
     created: bool | None = None
 
 
@@ -272,9 +275,9 @@ class TokenOut(Schema):
     name: str
     scope: str
     namespaces: list[str] | None
-    created_at: datetime
-    expires_at: datetime | None
-    last_used_at: datetime | None
+    created_at: Timestamp
+    expires_at: Timestamp | None
+    last_used_at: Timestamp | None
     revoked: bool
 
 
@@ -331,9 +334,9 @@ class JobOut(Schema):
     device: str | None
     progress: str | None
     submitted_by: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
     error: str | None
     result: dict[str, Any] | None
     created: bool | None = None
