@@ -1,7 +1,6 @@
 from __future__ import annotations
 
-import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
 
 import anyio
@@ -13,13 +12,13 @@ from fastapi.responses import RedirectResponse, StreamingResponse
 from registry.api.deps import Reader, Registry, RegistryDep, Writer, WriteSession
 from registry.api.errors import error_response
 from registry.api.schemas import BlobBatchIn, BlobBatchOut, UploadTarget
+from registry.api.streaming import parse_range, stream_in_thread
 from registry.errors import TooLarge
 from registry.services import blobs
 from registry.storage import BlobNotFound
 
 router = APIRouter(prefix="/blobs", tags=["blobs"])
 IMMUTABLE = "public, max-age=31536000, immutable"
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 @router.post("/batch")
@@ -112,7 +111,7 @@ def download(hex_digest: str, request: Request, registry: RegistryDep, _: Reader
     status_code = status.HTTP_200_OK
     requested = request.headers.get("range")
     if requested:
-        parsed = _parse_range(requested, size)
+        parsed = parse_range(requested, size)
         if parsed is None:
             return Response(
                 status_code=status.HTTP_416_RANGE_NOT_SATISFIABLE,
@@ -125,31 +124,11 @@ def download(hex_digest: str, request: Request, registry: RegistryDep, _: Reader
     if request.method == "HEAD":
         return Response(status_code=status_code, headers=headers)
     return StreamingResponse(
-        _iterate(store.read_range(digest, start, end)),
+        stream_in_thread(store.read_range(digest, start, end)),
         status_code=status_code,
         headers=headers,
         media_type="application/octet-stream",
     )
-
-
-async def _iterate(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    sentinel = object()
-    while (chunk := await anyio.to_thread.run_sync(next, chunks, sentinel)) is not sentinel:
-        yield chunk  # type: ignore[misc]
-
-
-def _parse_range(value: str, size: int) -> tuple[int, int] | None:
-    """``[start, end)`` for a single ``bytes=`` range, or None if it cannot be satisfied."""
-    match = _RANGE.match(value.strip())
-    if not match or match.group(1) == match.group(2) == "":
-        return None
-    first, last = match.group(1), match.group(2)
-    if first == "":
-        length = int(last)
-        return (max(size - length, 0), size) if length > 0 and size > 0 else None
-    start = int(first)
-    end = min(int(last) + 1, size) if last else size
-    return (start, end) if start < size and start < end else None
 
 
 def _error(status_code: int, code: str, message: str, request: Request) -> Response:
