@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from registry.api import errors
 from registry.api.deps import Registry
-from registry.api.routers import bases, blobs, health, hf, jobs, repos, tags, tokens, versions
+from registry.api.routers import bases, blobs, health, hf, jobs, repos, resolve, tags, tokens, versions
 from registry.api.schemas import ErrorBody
 from registry.config import Settings
 from registry.jobs.executors import make_executor
@@ -69,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bases.router,
         tokens.router,
         jobs.router,
+        resolve.router,
     ):
         app.include_router(router, prefix="/api/v1")
     app.include_router(hf.router, prefix="/hf")

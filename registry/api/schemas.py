@@ -363,3 +363,18 @@ def job_out(job: models.Job, *, created: bool | None = None) -> JobOut:
         result=job.result,
         created=created,
     )
+
+
+class ResolveBatchIn(Schema):
+    refs: list[str] = Field(max_length=500, description="ns/name[:tag], ns/name@sha256:…, ns/name#N")
+    base: str | None = Field(default=None, description="the base model SHA the caller runs")
+
+
+class ResolvedOut(Schema):
+    ref: str
+    version: VersionOut | None = None
+    error: ErrorDetail | None = None
+
+
+class ResolveBatchOut(Schema):
+    results: list[ResolvedOut]

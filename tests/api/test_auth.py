@@ -287,3 +287,18 @@ def test_tokens_are_stored_hashed_and_track_use(secured: Secured) -> None:
         assert http.get("/api/v1/whoami").json()["name"] == "hashed"
     listed = {t["id"]: t for t in secured.server.http.get("/api/v1/tokens").json()}
     assert listed[made["id"]]["last_used_at"] is not None and "secret" not in listed[made["id"]]
+
+
+def test_batch_resolve_checks_each_refs_namespace(
+    secured: Secured, tiny_base: TinyBase, adapter_factory
+) -> None:
+    repo = f"{secured.namespace}/batch"
+    _pushed(secured, tiny_base, adapter_factory, repo)
+    with secured.client("other-namespace") as limited:  # a token limited to the namespace "elsewhere"
+        results = limited.post("/api/v1/resolve", json={"refs": [repo]}).json()["results"]
+    assert results[0]["version"] is None and results[0]["error"]["code"] == "forbidden"
+    with secured.client("read") as reader:
+        assert (
+            reader.post("/api/v1/resolve", json={"refs": [repo]}).json()["results"][0]["version"]["number"]
+            == 1
+        )

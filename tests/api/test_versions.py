@@ -200,3 +200,48 @@ def test_openapi_documents_the_routes(server: LiveServer) -> None:
     ):
         assert path in paths
     assert server.http.get("/docs").status_code == 200
+
+
+def test_resolve_revalidates_with_if_none_match(server: LiveServer, pushed: list[dict], repo: str) -> None:
+    first = server.http.get(f"/api/v1/repos/{repo}/resolve/latest")
+    assert first.headers["cache-control"] == "no-cache"
+    again = server.http.get(
+        f"/api/v1/repos/{repo}/resolve/latest", headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert (
+        again.status_code == 304 and again.content == b"" and again.headers["etag"] == first.headers["etag"]
+    )
+    server.http.put(f"/api/v1/repos/{repo}/tags/latest", json={"target": "#1"}).raise_for_status()
+    moved = server.http.get(
+        f"/api/v1/repos/{repo}/resolve/latest", headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert moved.status_code == 200 and moved.json()["number"] == 1
+
+
+def test_batch_resolve_answers_each_ref(
+    server: LiveServer, tiny_base: TinyBase, other_base: TinyBase, pushed: list[dict], repo: str
+) -> None:
+    refs = [
+        f"{repo}:v1",
+        f"{repo}#2",
+        f"{repo}@{pushed[0]['digest']}",
+        f"{repo}:nope",
+        "Bad/Name",
+        f"{repo}:v2",
+    ]
+    answered = server.http.post("/api/v1/resolve", json={"refs": refs, "base": tiny_base.content_digest})
+    assert answered.status_code == 200
+    results = answered.json()["results"]
+    assert [r["ref"] for r in results] == refs
+    assert [r["version"]["number"] if r["version"] else None for r in results] == [1, 2, 1, None, None, 2]
+    assert [r["error"]["code"] if r["error"] else None for r in results] == [
+        None,
+        None,
+        None,
+        "not_found",
+        "invalid_input",
+        None,
+    ]
+    register_base(server.http, other_base.path, name="other-llama")
+    mismatch = server.http.post("/api/v1/resolve", json={"refs": refs[:1], "base": other_base.content_digest})
+    assert mismatch.json()["results"][0]["error"]["code"] == "base_mismatch"
