@@ -1,4 +1,4 @@
-"""Serving bytes: single ``Range`` requests, and streaming a blocking iterator from a worker thread."""
+"""Serving a blob's bytes: single ``Range`` requests, HEAD, and streaming from the blob store in a thread."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import re
 from collections.abc import AsyncIterator, Iterator
 
 import anyio.to_thread
+from fastapi import Request, Response, status
+from fastapi.responses import StreamingResponse
+
+from registry.storage import BlobStore
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
@@ -29,3 +33,29 @@ def parse_range(value: str, size: int) -> tuple[int, int] | None:
     start = int(first)
     end = min(int(last) + 1, size) if last else size
     return (start, end) if start < size and start < end else None
+
+
+def bytes_response(
+    request: Request, store: BlobStore, digest: str, size: int, headers: dict[str, str]
+) -> Response:
+    """The blob's bytes (or the ``Range`` asked for: 206, or 416) with ``headers``; headers only for HEAD."""
+    start, end, status_code = 0, size, status.HTTP_200_OK
+    if (requested := request.headers.get("range")) and request.method == "GET":
+        parsed = parse_range(requested, size)
+        if parsed is None:
+            return Response(
+                status_code=status.HTTP_416_RANGE_NOT_SATISFIABLE,
+                headers={**headers, "Content-Range": f"bytes */{size}"},
+            )
+        start, end = parsed
+        status_code = status.HTTP_206_PARTIAL_CONTENT
+        headers = {**headers, "Content-Range": f"bytes {start}-{end - 1}/{size}"}
+    headers = {**headers, "Content-Length": str(end - start)}
+    if request.method == "HEAD":
+        return Response(status_code=status_code, headers=headers)
+    return StreamingResponse(
+        stream_in_thread(store.read_range(digest, start, end)),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/octet-stream",
+    )

@@ -7,12 +7,12 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response, status
-from fastapi.responses import RedirectResponse, StreamingResponse
+from fastapi.responses import RedirectResponse
 
 from registry.api.deps import Reader, Registry, RegistryDep, Writer, WriteSession
 from registry.api.errors import error_response
 from registry.api.schemas import BlobBatchIn, BlobBatchOut, UploadTarget
-from registry.api.streaming import parse_range, stream_in_thread
+from registry.api.streaming import bytes_response
 from registry.errors import TooLarge
 from registry.services import blobs
 from registry.storage import BlobNotFound
@@ -107,28 +107,7 @@ def download(hex_digest: str, request: Request, registry: RegistryDep, _: Reader
             return RedirectResponse(
                 direct, status_code=status.HTTP_307_TEMPORARY_REDIRECT, headers={"Cache-Control": "no-store"}
             )
-    start, end = 0, size
-    status_code = status.HTTP_200_OK
-    requested = request.headers.get("range")
-    if requested:
-        parsed = parse_range(requested, size)
-        if parsed is None:
-            return Response(
-                status_code=status.HTTP_416_RANGE_NOT_SATISFIABLE,
-                headers={**headers, "Content-Range": f"bytes */{size}"},
-            )
-        start, end = parsed
-        status_code = status.HTTP_206_PARTIAL_CONTENT
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    headers["Content-Length"] = str(end - start)
-    if request.method == "HEAD":
-        return Response(status_code=status_code, headers=headers)
-    return StreamingResponse(
-        stream_in_thread(store.read_range(digest, start, end)),
-        status_code=status_code,
-        headers=headers,
-        media_type="application/octet-stream",
-    )
+    return bytes_response(request, store, digest, size, headers)
 
 
 def _error(status_code: int, code: str, message: str, request: Request) -> Response:

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from registry.api.deps import Reader, ReadSession, RegistryDep
 from registry.api.errors import error_response
-from registry.api.streaming import parse_range, stream_in_thread
+from registry.api.streaming import bytes_response
 from registry.db.models import Version, VersionFile
 from registry.errors import Gone, InvalidInput, NotFound
 from registry.refs import DEFAULT_TAG, MIN_DIGEST_PREFIX, Ref, RepoName
@@ -208,23 +208,4 @@ def resolve_file(
         "Accept-Ranges": "bytes",
         "Cache-Control": "no-cache" if revision != _sha(version) else "public, max-age=31536000, immutable",
     }
-    start, end, status_code = 0, size, status.HTTP_200_OK
-    if (requested := request.headers.get("range")) and request.method == "GET":
-        parsed = parse_range(requested, size)
-        if parsed is None:
-            return Response(
-                status_code=status.HTTP_416_RANGE_NOT_SATISFIABLE,
-                headers={**headers, "Content-Range": f"bytes */{size}"},
-            )
-        start, end = parsed
-        status_code = status.HTTP_206_PARTIAL_CONTENT
-        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
-    headers["Content-Length"] = str(end - start)
-    if request.method == "HEAD":
-        return Response(status_code=status_code, headers=headers)
-    return StreamingResponse(
-        stream_in_thread(registry.store.read_range(digest, start, end)),
-        status_code=status_code,
-        headers=headers,
-        media_type="application/octet-stream",
-    )
+    return bytes_response(request, registry.store, digest, size, headers)
