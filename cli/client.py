@@ -11,6 +11,7 @@ from urllib.parse import quote
 import httpx
 from tqdm import tqdm
 
+from cli.cache import BlobCache, DigestMismatch
 from registry.refs import Ref, RepoName
 
 CHUNK = 1024 * 1024
@@ -106,23 +107,34 @@ class RegistryClient:
         if target.get("verify_url"):
             self.request("POST", target["verify_url"])
 
-    def download(self, url: str, dest: Path, *, digest: str, size: int) -> None:
-        """Stream ``url`` into ``dest``, verifying size and sha256; raise ApiError on a mismatch."""
+    def download(
+        self, url: str, dest: Path, *, digest: str, size: int, cache: BlobCache | None = None
+    ) -> bool:
+        """Put the blob ``digest`` at ``dest``, verifying size and sha256; raise ApiError on a mismatch.
+
+        With a ``cache``, a blob already cached is not fetched at all, and a fetched one is verified
+        into the cache first; ``dest`` is then a hard link to the cached (read-only) blob, or a copy
+        across filesystems. Return whether any bytes came from the server.
+        """
+        if cache is not None:
+            blob = cache.get(digest, size)
+            fetched = blob is None
+            if blob is None:
+                try:
+                    blob = cache.store(digest, self._stream_blob(url, dest.name, size))
+                except DigestMismatch as exc:
+                    raise ApiError(
+                        502,
+                        "digest_mismatch",
+                        f"downloaded {dest.name} hashes to sha256:{exc.actual}, expected sha256:{digest}",
+                    ) from None
+            cache.place(blob, dest)
+            return fetched
         hasher = hashlib.sha256()
-        with (
-            self.http.stream(
-                "GET", url, timeout=httpx.Timeout(None, connect=10.0), follow_redirects=True
-            ) as response,
-            dest.open("wb") as out,
-            self.bar(size, dest.name) as bar,
-        ):
-            if response.is_error:
-                response.read()
-                _raise_for_error(response)
-            for chunk in response.iter_bytes(CHUNK):
+        with dest.open("wb") as out:
+            for chunk in self._stream_blob(url, dest.name, size):
                 hasher.update(chunk)
                 out.write(chunk)
-                bar.update(len(chunk))
         actual = hasher.hexdigest()
         if actual != digest:
             raise ApiError(
@@ -130,6 +142,21 @@ class RegistryClient:
                 "digest_mismatch",
                 f"downloaded {dest.name} hashes to sha256:{actual}, expected sha256:{digest}",
             )
+        return True
+
+    def _stream_blob(self, url: str, label: str, size: int) -> Iterator[bytes]:
+        with (
+            self.http.stream(
+                "GET", url, timeout=httpx.Timeout(None, connect=10.0), follow_redirects=True
+            ) as response,
+            self.bar(size, label) as bar,
+        ):
+            if response.is_error:
+                response.read()
+                _raise_for_error(response)
+            for chunk in response.iter_bytes(CHUNK):
+                bar.update(len(chunk))
+                yield chunk
 
 
 def _read_chunks(handle: BinaryIO, bar: tqdm) -> Iterator[bytes]:

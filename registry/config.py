@@ -69,6 +69,10 @@ class Settings(BaseSettings):
         default_factory=lambda: Path.home() / ".config" / "lorareg" / "credentials.json",
         description="Where `lorareg login` keeps tokens, one per registry URL (mode 0600).",
     )
+    cache: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "lorareg",
+        description="Content-addressed blob cache for pulls (LOREG_CACHE).",
+    )
 
     @cached_property
     def resolved_database_url(self) -> str:

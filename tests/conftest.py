@@ -10,6 +10,7 @@ import copy
 import os
 import socket
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ["LOREG_CACHE"] = tempfile.mkdtemp(prefix="lorareg-test-cache-")  # never the user's cache
 
 from make_tiny_adapter import make_adapter, make_base
 

@@ -1,16 +1,36 @@
-"""``pull``: download a version into a directory, every file verified against its digest."""
+"""``pull``: download a version into a directory, every file verified against its digest.
+
+Pulls go through the client's content-addressed cache (:mod:`cli.cache`, ``LOREG_CACHE``): blobs
+already cached are not fetched again, and the output files are hard links to the cached blobs.
+
+``pull REF:TAG --watch -o DIR`` keeps DIR in step with the tag. DIR is then a symbolic link to
+``DIR.versions/<digest>``, a complete version directory; on each tag move the new version is pulled
+into a staging directory next to it, renamed to ``DIR.versions/<digest>``, and DIR is switched by
+renaming a new symlink over it (``os.replace``, atomic on POSIX). A reader that opens
+``DIR/<file>`` therefore sees either the old version or the new one, never a mix or a half-written
+file. The previous version is kept (a reader may still be loading it); older ones are removed.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
+from typing import Any
 
 import click
+import httpx
 
+from cli.cache import BlobCache
+from cli.client import ApiError, RegistryClient
 from cli.context import AppContext, pass_app
 from registry.refs import RepoRef
+
+WATCH_TIMEOUT = 30
 
 
 @click.command()
@@ -24,38 +44,84 @@ from registry.refs import RepoRef
 @click.option(
     "--base", "base_sha", metavar="SHA", help="Refuse unless the adapter was made for this base SHA."
 )
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Keep pulling: follow the tag, swapping DIR (a symlink to DIR.versions/<digest>) atomically "
+    "on each move. Stop with Ctrl-C.",
+)
+@click.option(
+    "--watch-count",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="With --watch: exit after N updates (for scripts and tests).",
+)
 @pass_app
-def pull(app: AppContext, ref: str, output: Path | None, base_sha: str | None) -> None:
+def pull(
+    app: AppContext,
+    ref: str,
+    output: Path | None,
+    base_sha: str | None,
+    watch: bool,
+    watch_count: int | None,
+) -> None:
     """Download REF (ns/name[:tag], ns/name@sha256:…, ns/name#N) as a PEFT adapter directory."""
     target = RepoRef.parse(ref)
     client = app.client
-    params = {"base": base_sha} if base_sha else None
-    version = client.request(
-        "GET", f"{client.repo_path(target.repo)}/resolve/{client.ref_segment(target.ref)}", params=params
-    )
+    cache = BlobCache(app.settings.cache)
     output = output or Path(target.repo.name)
+    if watch_count is not None and not watch:
+        raise click.UsageError("--watch-count needs --watch")
+    if watch:
+        if target.ref.kind != "tag":
+            raise click.UsageError("--watch follows a tag: give REF as ns/name:tag")
+        _watch(app, client, cache, target, output, base_sha, watch_count)
+        return
+    version = _resolve(client, target, base_sha)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
-        for entry in version["files"]:
-            dest = staging / entry["path"]
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            client.download(
-                entry["url"], dest, digest=entry["digest"].removeprefix("sha256:"), size=entry["size"]
-            )
+        fetched = _fetch(client, cache, version, staging)
         _publish(staging, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     app.emit(
-        {
-            "repo": version["repo"],
-            "number": version["number"],
-            "digest": version["digest"],
-            "output": str(output),
-            "files": [f["path"] for f in version["files"]],
-        },
+        {**_summary(version, output), "fetched_files": fetched},
         f"pulled {version['repo']}#{version['number']} {version['digest']} into {output}",
     )
+
+
+def _resolve(client: RegistryClient, target: RepoRef, base_sha: str | None) -> dict[str, Any]:
+    params = {"base": base_sha} if base_sha else None
+    return client.request(
+        "GET", f"{client.repo_path(target.repo)}/resolve/{client.ref_segment(target.ref)}", params=params
+    )
+
+
+def _fetch(client: RegistryClient, cache: BlobCache, version: dict[str, Any], directory: Path) -> int:
+    """Write the version's files into ``directory`` through the cache; return how many were fetched."""
+    fetched = 0
+    for entry in version["files"]:
+        dest = directory / entry["path"]
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fetched += client.download(
+            entry["url"],
+            dest,
+            digest=entry["digest"].removeprefix("sha256:"),
+            size=entry["size"],
+            cache=cache,
+        )
+    return fetched
+
+
+def _summary(version: dict[str, Any], output: Path) -> dict[str, Any]:
+    return {
+        "repo": version["repo"],
+        "number": version["number"],
+        "digest": version["digest"],
+        "output": str(output),
+        "files": [f["path"] for f in version["files"]],
+    }
 
 
 def _publish(staging: Path, output: Path) -> None:
@@ -68,6 +134,95 @@ def _publish(staging: Path, output: Path) -> None:
             dest = output / path.relative_to(staging)
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, dest)
+
+
+# --watch ----------------------------------------------------------------------------------------
+
+
+def _watch(
+    app: AppContext,
+    client: RegistryClient,
+    cache: BlobCache,
+    target: RepoRef,
+    output: Path,
+    base_sha: str | None,
+    watch_count: int | None,
+) -> None:
+    if output.exists() and not output.is_symlink():
+        raise click.UsageError(
+            f"{output} exists and is not a symlink; --watch manages DIR as a symlink to "
+            f"{output.name}.versions/<digest>: pick a new -o"
+        )
+    versions = output.parent / f"{output.name}.versions"
+    versions.mkdir(parents=True, exist_ok=True)
+    watch_path = f"{client.repo_path(target.repo)}/tags/{target.ref.value}/watch"
+
+    version = _resolve(client, target, base_sha)
+    _switch(client, cache, version, output, versions)
+    _report(app, "pulled", version, output)
+    current, updates = version["digest"], 0
+    try:
+        while watch_count is None or updates < watch_count:
+            try:
+                moved = client.request(
+                    "GET",
+                    watch_path,
+                    params={"since": current, "timeout": WATCH_TIMEOUT},
+                    timeout=httpx.Timeout(WATCH_TIMEOUT + 30, connect=10.0),
+                )
+            except httpx.TransportError as exc:
+                click.echo(f"warning: {exc}; retrying in 2 s", err=True)
+                time.sleep(2)
+                continue
+            if moved is None or moved["digest"] == current:  # 304: the tag did not move
+                continue
+            target_digest = RepoRef.parse(f"{target.repo}@{moved['digest']}")
+            try:
+                version = _resolve(client, target_digest, base_sha)
+            except ApiError as exc:
+                if exc.status >= 500:
+                    raise
+                click.echo(f"warning: not following {target} to {moved['digest']}: {exc.message}", err=True)
+                current = moved["digest"]
+                continue
+            _switch(client, cache, version, output, versions)
+            current, updates = version["digest"], updates + 1
+            _report(app, "updated", version, output)
+    except KeyboardInterrupt:
+        click.echo(f"stopped watching {target}; {output} holds {current}", err=True)
+
+
+def _report(app: AppContext, event: str, version: dict[str, Any], output: Path) -> None:
+    """One line per event: JSON Lines under ``--json``."""
+    if app.as_json:
+        click.echo(json.dumps({"event": event, **_summary(version, output)}))
+    else:
+        click.echo(f"{event} {version['repo']}#{version['number']} {version['digest']} into {output}")
+    sys.stdout.flush()
+
+
+def _switch(
+    client: RegistryClient, cache: BlobCache, version: dict[str, Any], output: Path, versions: Path
+) -> None:
+    """Make ``output`` point at a complete copy of ``version``, atomically (see the module docstring)."""
+    hex_digest = version["digest"].removeprefix("sha256:")
+    final = versions / hex_digest
+    if not final.is_dir():
+        staging = Path(tempfile.mkdtemp(prefix=f".{hex_digest[:12]}.", dir=versions))
+        try:
+            _fetch(client, cache, version, staging)
+            os.replace(staging, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    previous = os.readlink(output) if output.is_symlink() else None
+    link = output.parent / f".{output.name}.{os.getpid()}.link"
+    link.unlink(missing_ok=True)
+    link.symlink_to(Path(versions.name) / hex_digest, target_is_directory=True)
+    os.replace(link, output)
+    keep = {hex_digest} | ({Path(previous).name} if previous else set())
+    for old in versions.iterdir():
+        if old.name not in keep and not old.name.startswith("."):
+            shutil.rmtree(old, ignore_errors=True)
 
 
 COMMANDS = [pull]

@@ -99,6 +99,18 @@ def history(session: Session, repo: RepoName, name: str, *, limit: int = 100) ->
     return queries.tag_history(session, repository, validate_name(name, "tag"), limit=limit)
 
 
+def changed_tag(session: Session, repo: RepoName, name: str, since: str | None) -> Tag | None:
+    """One check of a watch: the tag when it no longer points at ``since`` (or ``since`` is None),
+    else None. Raises :class:`NotFound` when the tag (or its repository) is gone."""
+    repository = repos.get_repository(session, repo)
+    tag = queries.get_tag_with_version(session, repository.id, validate_name(name, "tag"))
+    if tag is None:
+        raise NotFound(f"no tag {repo}:{name}")
+    if since is not None and tag.version.digest == since.removeprefix("sha256:"):
+        return None
+    return tag
+
+
 def _record(
     session: Session, repository: Repository, tag: str, old: int | None, new: int | None, actor: str | None
 ) -> None:

@@ -1,14 +1,21 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response, status
+import time
 
-from registry.api.deps import Reader, ReadSession, Writer, WriteSession
+import anyio
+import anyio.to_thread
+from fastapi import APIRouter, Query, Request, Response, status
+
+from registry.api.deps import Reader, ReadSession, RegistryDep, Writer, WriteSession
 from registry.api.schemas import TagEventOut, TagMoveIn, TagOut, tag_event_out, tag_out
 from registry.db import queries
 from registry.refs import Ref, RepoName
 from registry.services import repos, tags
 
 router = APIRouter(prefix="/repos/{namespace}/{name}/tags", tags=["tags"])
+
+WATCH_POLL_SECONDS = 0.25
+WATCH_MAX_TIMEOUT = 60.0
 
 
 @router.get("")
@@ -54,3 +61,44 @@ def tag_history(
         tag_event_out(e)
         for e in tags.history(session, RepoName.parse(f"{namespace}/{name}"), tag, limit=limit)
     ]
+
+
+@router.get(
+    "/{tag}/watch",
+    response_model=TagOut,
+    responses={304: {"description": "the tag still points at `since` when the timeout ran out"}},
+)
+async def watch_tag(
+    namespace: str,
+    name: str,
+    tag: str,
+    request: Request,
+    registry: RegistryDep,
+    _: Reader,
+    since: str | None = Query(
+        None, description="the digest the caller has; answer once the tag moves off it"
+    ),
+    timeout: float = Query(30.0, ge=0, le=WATCH_MAX_TIMEOUT, description="seconds to wait before a 304"),
+) -> TagOut | Response:
+    """Long-poll: answer with the tag as soon as it no longer points at ``since`` (at once without
+    ``since``), 304 when ``timeout`` passes first, 404 once the tag is deleted.
+
+    Each check is a short read transaction in a worker thread; between checks the request holds
+    neither a session nor a thread.
+    """
+    repo = RepoName.parse(f"{namespace}/{name}")
+
+    def check() -> TagOut | None:
+        with registry.db.transaction(write=False) as session:
+            found = tags.changed_tag(session, repo, tag, since)
+            return tag_out(found) if found is not None else None
+
+    deadline = time.monotonic() + timeout
+    while True:
+        answer = await anyio.to_thread.run_sync(check)
+        if answer is not None:
+            return answer
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or await request.is_disconnected():
+            return Response(status_code=status.HTTP_304_NOT_MODIFIED)
+        await anyio.sleep(min(WATCH_POLL_SECONDS, remaining))

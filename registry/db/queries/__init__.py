@@ -21,6 +21,7 @@ from registry.db.queries.repos import (
 )
 from registry.db.queries.tags import (
     get_tag,
+    get_tag_with_version,
     insert_tag_if_absent,
     list_tags,
     tag_history,
@@ -60,6 +61,7 @@ __all__ = [
     "get_job",
     "get_repository",
     "get_tag",
+    "get_tag_with_version",
     "get_token",
     "get_token_by_hash",
     "get_version_by_digest",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from registry.db.models import (
     Repository,
@@ -59,3 +59,12 @@ def tag_history(session: Session, repository: Repository, tag: str, *, limit: in
         .order_by(TagEvent.id.desc())
         .limit(limit)
     ).all()
+
+
+def get_tag_with_version(session: Session, repository_id: int, name: str) -> Tag | None:
+    """The tag and its version in one query (for the watch poll, which reads it after the session)."""
+    return session.scalars(
+        select(Tag)
+        .options(joinedload(Tag.version))
+        .where(Tag.repository_id == repository_id, Tag.name == name)
+    ).one_or_none()
