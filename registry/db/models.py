@@ -81,7 +81,7 @@ class BaseModel(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(256), index=True)
     content_digest: Mapped[str] = mapped_column(String(64), unique=True)
-    manifest: Mapped[dict[str, Any]]
+    manifest: Mapped[dict[str, Any]] = mapped_column(deferred=True)  # every weight's shape: large
     stored_files: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # for merge-into-base jobs
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -116,7 +116,7 @@ class Version(Base):
     repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
     number: Mapped[int] = mapped_column(Integer)
     digest: Mapped[str] = mapped_column(String(64))
-    manifest: Mapped[dict[str, Any]]
+    manifest: Mapped[dict[str, Any]] = mapped_column(deferred=True)
     config: Mapped[dict[str, Any]]
     base_id: Mapped[int] = mapped_column(ForeignKey("base_models.id"), index=True)
     base_sha: Mapped[str] = mapped_column(String(64))
