@@ -12,7 +12,7 @@ import httpx
 from tqdm import tqdm
 
 from cli.cache import BlobCache, DigestMismatch
-from registry.refs import Ref, RepoName
+from registry.refs import Ref, RepoName, RepoRef
 
 CHUNK = 1024 * 1024
 
@@ -68,6 +68,29 @@ class RegistryClient:
     def missing_blobs(self, blobs: dict[str, int]) -> list[dict[str, Any]]:
         body = {"blobs": [{"digest": f"sha256:{d}", "size": s} for d, s in blobs.items()]}
         return self.request("POST", "/api/v1/blobs/batch", json=body)["missing"]
+
+    def resolve(self, target: RepoRef, base_sha: str | None = None) -> dict[str, Any]:
+        """The version ``target`` names (refused with a 409 ApiError when made for another base)."""
+        params = {"base": base_sha} if base_sha else None
+        return self.request(
+            "GET", f"{self.repo_path(target.repo)}/resolve/{self.ref_segment(target.ref)}", params=params
+        )
+
+    def fetch_version(self, version: dict[str, Any], directory: Path, *, cache: BlobCache) -> int:
+        """Write a resolved version's files into ``directory`` through the cache; return how many were
+        fetched from the server."""
+        fetched = 0
+        for entry in version["files"]:
+            dest = directory / entry["path"]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fetched += self.download(
+                entry["url"],
+                dest,
+                digest=entry["digest"].removeprefix("sha256:"),
+                size=entry["size"],
+                cache=cache,
+            )
+        return fetched
 
     def upload_files(self, files: dict[str, Path]) -> tuple[list[dict[str, Any]], int]:
         """Hash ``files`` (name → path), upload the blobs the server lacks (one batch check), and return

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # Client side (the CLI).
     url: str = "http://127.0.0.1:8000"
     token: str | None = None
+    served_base: str | None = Field(
+        default=None, description="The base model SHA an inference server runs (the vLLM resolver checks it)."
+    )
     credentials_file: Path = Field(
         default_factory=lambda: Path.home() / ".config" / "lorareg" / "credentials.json",
         description="Where `lorareg login` keeps tokens, one per registry URL (mode 0600).",

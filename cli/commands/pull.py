@@ -77,11 +77,11 @@ def pull(
             raise click.UsageError("--watch follows a tag: give REF as ns/name:tag")
         _watch(app, client, cache, target, output, base_sha, watch_count)
         return
-    version = _resolve(client, target, base_sha)
+    version = client.resolve(target, base_sha)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
-        fetched = _fetch(client, cache, version, staging)
+        fetched = client.fetch_version(version, staging, cache=cache)
         _publish(staging, output)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -89,29 +89,6 @@ def pull(
         {**_summary(version, output), "fetched_files": fetched},
         f"pulled {version['repo']}#{version['number']} {version['digest']} into {output}",
     )
-
-
-def _resolve(client: RegistryClient, target: RepoRef, base_sha: str | None) -> dict[str, Any]:
-    params = {"base": base_sha} if base_sha else None
-    return client.request(
-        "GET", f"{client.repo_path(target.repo)}/resolve/{client.ref_segment(target.ref)}", params=params
-    )
-
-
-def _fetch(client: RegistryClient, cache: BlobCache, version: dict[str, Any], directory: Path) -> int:
-    """Write the version's files into ``directory`` through the cache; return how many were fetched."""
-    fetched = 0
-    for entry in version["files"]:
-        dest = directory / entry["path"]
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fetched += client.download(
-            entry["url"],
-            dest,
-            digest=entry["digest"].removeprefix("sha256:"),
-            size=entry["size"],
-            cache=cache,
-        )
-    return fetched
 
 
 def _summary(version: dict[str, Any], output: Path) -> dict[str, Any]:
@@ -157,7 +134,7 @@ def _watch(
     versions.mkdir(parents=True, exist_ok=True)
     watch_path = f"{client.repo_path(target.repo)}/tags/{target.ref.value}/watch"
 
-    version = _resolve(client, target, base_sha)
+    version = client.resolve(target, base_sha)
     _switch(client, cache, version, output, versions)
     _report(app, "pulled", version, output)
     current, updates = version["digest"], 0
@@ -178,7 +155,7 @@ def _watch(
                 continue
             target_digest = RepoRef.parse(f"{target.repo}@{moved['digest']}")
             try:
-                version = _resolve(client, target_digest, base_sha)
+                version = client.resolve(target_digest, base_sha)
             except ApiError as exc:
                 if exc.status >= 500:
                     raise
@@ -210,7 +187,7 @@ def _switch(
     if not final.is_dir():
         staging = Path(tempfile.mkdtemp(prefix=f".{hex_digest[:12]}.", dir=versions))
         try:
-            _fetch(client, cache, version, staging)
+            client.fetch_version(version, staging, cache=cache)
             os.replace(staging, final)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
