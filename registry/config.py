@@ -62,6 +62,10 @@ class Settings(BaseSettings):
         default=300, description="Seconds before a job whose worker vanished is handed to another (Redis)."
     )
 
+    # Webhooks.
+    webhook_attempts: int = Field(default=6, description="Deliveries tried this many times, then failed.")
+    webhook_backoff: float = Field(default=2.0, description="Seconds before the first retry; doubles.")
+
     # Client side (the CLI).
     url: str = "http://127.0.0.1:8000"
     token: str | None = None

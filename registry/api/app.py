@@ -11,12 +11,25 @@ from fastapi import FastAPI
 
 from registry.api import errors
 from registry.api.deps import Registry
-from registry.api.routers import bases, blobs, health, hf, jobs, repos, resolve, tags, tokens, versions
+from registry.api.routers import (
+    bases,
+    blobs,
+    health,
+    hf,
+    jobs,
+    repos,
+    resolve,
+    tags,
+    tokens,
+    versions,
+    webhooks,
+)
 from registry.api.schemas import ErrorBody
 from registry.config import Settings
 from registry.jobs.executors import make_executor
 from registry.runtime import Runtime
 from registry.services import tokens as token_service
+from registry.webhooks import Dispatcher
 
 logger = logging.getLogger("lorareg")
 
@@ -48,7 +61,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings=settings, db=runtime.db, store=runtime.store, executor=executor
         )
         _warn_without_admin(runtime)
+        dispatcher = Dispatcher(runtime)
+        dispatcher.start()
         yield
+        dispatcher.close()
         executor.close()
         runtime.close()
 
@@ -70,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tokens.router,
         jobs.router,
         resolve.router,
+        webhooks.router,
     ):
         app.include_router(router, prefix="/api/v1")
     app.include_router(hf.router, prefix="/hf")

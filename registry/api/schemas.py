@@ -378,3 +378,55 @@ class ResolvedOut(Schema):
 
 class ResolveBatchOut(Schema):
     results: list[ResolvedOut]
+
+
+class WebhookIn(Schema):
+    url: str = Field(max_length=2048)
+    events: list[str] | None = Field(
+        default=None, description="version.pushed, tag.moved, version.yanked, job.finished"
+    )
+    namespace: str | None = Field(default=None, description="only events of this namespace")
+
+
+class WebhookOut(Schema):
+    id: int
+    url: str
+    events: list[str]
+    namespace: str | None
+    created_at: Timestamp
+    secret: str | None = Field(default=None, description="HMAC-SHA256 key; shown once, at creation")
+
+
+class DeliveryOut(Schema):
+    id: int
+    event: str
+    status: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    created_at: Timestamp
+    delivered_at: Timestamp | None
+
+
+def webhook_out(hook: models.Webhook, *, with_secret: bool = False) -> WebhookOut:
+    return WebhookOut(
+        id=hook.id,
+        url=hook.url,
+        events=hook.events,
+        namespace=hook.namespace,
+        created_at=hook.created_at,
+        secret=hook.secret if with_secret else None,
+    )
+
+
+def delivery_out(delivery: models.WebhookDelivery) -> DeliveryOut:
+    return DeliveryOut(
+        id=delivery.id,
+        event=delivery.event,
+        status=delivery.status,
+        attempts=delivery.attempts,
+        last_status=delivery.last_status,
+        last_error=delivery.last_error,
+        created_at=delivery.created_at,
+        delivered_at=delivery.delivered_at,
+    )

@@ -19,7 +19,7 @@ from registry.db import queries
 from registry.db.models import Job, as_utc, utcnow
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.refs import RepoRef
-from registry.services import repos, versions
+from registry.services import repos, versions, webhooks
 
 KINDS = {  # kind -> (min inputs, max inputs, the kind of version they must be)
     "merge": (1, None, "adapter"),
@@ -165,6 +165,12 @@ def finish_job(
     job = get_job(session, job_id, lock=True)
     job.status, job.result, job.error, job.finished_at = status, result, error, utcnow()
     session.flush()
+    webhooks.emit(
+        session,
+        "job.finished",
+        {"id": job.id, "kind": job.kind, "status": status, "error": error, "result": result},
+        namespace=job.output["repo"].partition("/")[0] if job.output else None,
+    )
     return job
 
 

@@ -28,7 +28,7 @@ from registry.db import queries
 from registry.db.models import BaseModel, Repository, Version, VersionParent
 from registry.errors import InvalidAdapter, InvalidInput
 from registry.refs import DEFAULT_TAG, RepoName, RepoRef, validate_name
-from registry.services import repos
+from registry.services import repos, webhooks
 from registry.services.bases import find_base, get_base
 from registry.services.blobs import FileEntry, check_files, upload_blob
 from registry.services.tags import set_tag
@@ -109,6 +109,12 @@ def push_version(
         )
         session.flush()
         session.refresh(version)
+        webhooks.emit(
+            session,
+            "version.pushed",
+            {"repo": str(repo), "number": version.number, "digest": f"sha256:{digest}", "kind": request.kind},
+            namespace=repo.namespace,
+        )
     moved = [t for t in dict.fromkeys(tags) if set_tag(session, repository, t, version, actor=request.author)]
     return PushResult(version=version, created=created, tags_moved=moved)
 

@@ -10,7 +10,7 @@ from registry.db import queries
 from registry.db.models import Repository, Tag, TagEvent, Version, utcnow
 from registry.errors import NotFound, StaleExpectation
 from registry.refs import Ref, RepoName, validate_name
-from registry.services import repos
+from registry.services import repos, webhooks
 from registry.services.versions import get_version
 
 
@@ -39,7 +39,7 @@ def set_tag(
             )
         if not queries.insert_tag_if_absent(session, repository, name, version):
             raise StaleExpectation(f"tag {repository.full_name}:{name} was created concurrently; retry")
-        _record(session, repository, name, None, version.id, actor)
+        _record(session, repository, name, None, version, actor)
         return True
     if expected is not True and (expected is None or tag.version_id != expected.id):
         raise StaleExpectation(
@@ -58,14 +58,14 @@ def retarget_tag(
     session: Session, repository: Repository, tag: Tag, version: Version | None, *, actor: str | None
 ) -> None:
     """Move an existing tag (locked by the caller) to ``version``, or delete it for ``None``."""
-    old = tag.version_id
+    old = tag.version
     if version is None:
         session.delete(tag)
     else:
         tag.version_id = version.id
         tag.updated_at = utcnow()
     session.flush()
-    _record(session, repository, tag.name, old, version.id if version else None, actor)
+    _record(session, repository, tag.name, old, version, actor)
 
 
 def move_tag(
@@ -112,9 +112,33 @@ def changed_tag(session: Session, repo: RepoName, name: str, since: str | None) 
 
 
 def _record(
-    session: Session, repository: Repository, tag: str, old: int | None, new: int | None, actor: str | None
+    session: Session,
+    repository: Repository,
+    tag: str,
+    old: Version | None,
+    new: Version | None,
+    actor: str | None,
 ) -> None:
+    """Append the move to the tag's history, and tell the webhooks."""
     session.add(
-        TagEvent(repository_id=repository.id, tag=tag, old_version_id=old, new_version_id=new, actor=actor)
+        TagEvent(
+            repository_id=repository.id,
+            tag=tag,
+            old_version_id=old.id if old else None,
+            new_version_id=new.id if new else None,
+            actor=actor,
+        )
     )
     session.flush()
+    webhooks.emit(
+        session,
+        "tag.moved",
+        {
+            "repo": repository.full_name,
+            "tag": tag,
+            "actor": actor,
+            "old": f"sha256:{old.digest}" if old else None,
+            "new": f"sha256:{new.digest}" if new else None,
+        },
+        namespace=repository.namespace,
+    )

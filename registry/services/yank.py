@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 from registry.db import queries
 from registry.db.models import Version, utcnow
 from registry.refs import DEFAULT_TAG, RepoRef
-from registry.services import repos
+from registry.services import repos, webhooks
 from registry.services.tags import retarget_tag
 from registry.services.versions import get_version
 
@@ -21,6 +21,17 @@ def yank(session: Session, target: RepoRef, *, reason: str | None, actor: str | 
     version.yanked_at = utcnow()
     version.yank_reason = reason
     session.flush()
+    webhooks.emit(
+        session,
+        "version.yanked",
+        {
+            "repo": repository.full_name,
+            "number": version.number,
+            "digest": f"sha256:{version.digest}",
+            "reason": reason,
+        },
+        namespace=repository.namespace,
+    )
     latest = queries.get_tag(session, repository, DEFAULT_TAG, lock=True)
     if latest is not None and latest.version_id == version.id:
         replacement = queries.newest_unyanked_version(session, repository)

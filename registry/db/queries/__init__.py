@@ -45,12 +45,22 @@ from registry.db.queries.versions import (
     next_version_number,
     versions_on_base,
 )
+from registry.db.queries.webhooks import (
+    deliveries_of,
+    due_deliveries,
+    get_delivery,
+    get_webhook,
+    list_webhooks,
+    webhooks_for,
+)
 
 __all__ = [
     "add_files",
     "any_active_admin",
     "count_versions",
     "delete_repository",
+    "deliveries_of",
+    "due_deliveries",
     "ensure_repository",
     "find_reusable_job",
     "find_versions_by_digest_prefix",
@@ -58,6 +68,7 @@ __all__ = [
     "get_base_by_sha",
     "get_base_sha",
     "get_bases_by_name",
+    "get_delivery",
     "get_job",
     "get_repository",
     "get_tag",
@@ -66,6 +77,7 @@ __all__ = [
     "get_token_by_hash",
     "get_version_by_digest",
     "get_version_by_number",
+    "get_webhook",
     "insert_tag_if_absent",
     "known_blobs",
     "list_bases",
@@ -74,6 +86,7 @@ __all__ = [
     "list_tags",
     "list_tokens",
     "list_versions",
+    "list_webhooks",
     "newest_unyanked_version",
     "next_version_number",
     "record_blob",
@@ -83,4 +96,5 @@ __all__ = [
     "touch_token",
     "unfinished_jobs",
     "versions_on_base",
+    "webhooks_for",
 ]
