@@ -21,8 +21,6 @@ import hashlib
 import json
 import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +31,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from safetensors.numpy import save_file
+from serving import running_server
 
 from registry.adapters.base_manifest import BaseManifest, content_digest
 from registry.db import migrate
@@ -135,40 +134,6 @@ def populate(url: str, home: Path, work: Path, repos: int, versions: int) -> lis
     finally:
         db.dispose()
     return targets
-
-
-@contextlib.contextmanager
-def running_server(home: Path, database_url: str) -> Iterator[str]:
-    """``lorareg serve --workers 1`` in a subprocess on a free port; yield its URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    env = {
-        **os.environ,
-        "LOREG_HOME": str(home),
-        "LOREG_DATABASE_URL": database_url,
-        "LOREG_PORT": str(port),
-    }
-    lorareg = str(Path(sys.executable).parent / "lorareg")
-    log = (home / "serve.log").open("wb")
-    process = subprocess.Popen([lorareg, "serve", "--workers", "1"], env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/api/v1/health").raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError(f"lorareg serve did not start; see {home / 'serve.log'}") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log.close()
 
 
 def resolve_paths(targets: list[Target], count: int, seed: int) -> list[str]:
@@ -312,7 +277,7 @@ def main() -> None:
                     f"\n{database}: populated {len(targets)} versions in {populated:.1f} s "
                     f"({len(targets) / populated:.0f} versions/s, through the services in-process)"
                 )
-                with running_server(home, url) as server:
+                with running_server(home, {"LOREG_DATABASE_URL": url}) as server:
                     print(f"server {server}")
                     ok = measure(server, targets, args.requests, args.time_limit) and ok
     print(f"\ntargets at 16 clients (resolve ≥ health/2, p99 < 50 ms): {'met' if ok else 'NOT met'}")

@@ -19,10 +19,7 @@ import contextlib
 import hashlib
 import io
 import json
-import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +29,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 from safetensors.numpy import save_file
+from serving import running_server
 
 from cli.main import cli
 from registry.adapters.base_manifest import content_digest
@@ -75,35 +73,6 @@ def make_adapter(directory: Path, megabytes: int, seed: int) -> int:
     }
     (directory / "adapter_config.json").write_text(json.dumps(config))
     return (directory / "adapter_model.safetensors").stat().st_size
-
-
-@contextlib.contextmanager
-def running_server(home: Path, settings: dict[str, str]) -> Iterator[str]:
-    """``lorareg serve`` in a subprocess with these ``LOREG_*`` settings; yield its URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    env = {**os.environ, "LOREG_HOME": str(home), "LOREG_PORT": str(port), **settings}
-    lorareg = str(Path(sys.executable).parent / "lorareg")
-    process = subprocess.Popen(
-        [lorareg, "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{url}/api/v1/health").raise_for_status()
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise RuntimeError("lorareg serve did not start") from None
-                time.sleep(0.1)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def lorareg(url: str, *args: str) -> dict:

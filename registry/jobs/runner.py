@@ -13,6 +13,8 @@ import socket
 import tempfile
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -71,7 +73,7 @@ def run_job(runtime: Runtime, job_id: str, *, worker: str | None = None) -> str 
             directories = _fetch_inputs(runtime, inputs, work)
             if cancelled.is_set():
                 raise JobCancelled
-            result = COMPUTE[kind](runtime, inputs, directories, params, work, device)
+            result = COMPUTE[kind](Task(runtime, inputs, directories, params, work, device))
             if cancelled.is_set():
                 raise JobCancelled
             if time.monotonic() - started > settings.job_timeout:
@@ -126,87 +128,79 @@ def _fetch_base(runtime: Runtime, base_digest: str, work: Path) -> tuple[Path, s
     return work / "base", name
 
 
-def _merge(
-    runtime: Runtime,
-    inputs: list[dict[str, Any]],
-    directories: list[Path],
-    params: dict[str, Any],
-    work: Path,
-    device: Any,
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Task:
+    """What a compute step gets: the inputs (as resolved at submission) and their files, the params, a
+    scratch directory (write outputs under ``work/output``) and the device."""
+
+    runtime: Runtime
+    inputs: list[dict[str, Any]]
+    directories: list[Path]
+    params: dict[str, Any]
+    work: Path
+    device: Any
+
+
+def _merge(task: Task) -> dict[str, Any]:
     from registry.compute.lora import load_adapter, save_adapter
     from registry.compute.merge import merge_adapters
 
-    adapters = [load_adapter(d, device=device) for d in directories]
-    options = {k: v for k, v in params.items() if k not in ("method", "weights")}
-    merged = merge_adapters(adapters, params["weights"], params["method"], device=device, **options)
-    save_adapter(work / "output", merged.adapter)
+    adapters = [load_adapter(d, device=task.device) for d in task.directories]
+    options = {k: v for k, v in task.params.items() if k not in ("method", "weights")}
+    merged = merge_adapters(
+        adapters, task.params["weights"], task.params["method"], device=task.device, **options
+    )
+    save_adapter(task.work / "output", merged.adapter)
     return {"report": merged.report}
 
 
-def _diff(
-    runtime: Runtime,
-    inputs: list[dict[str, Any]],
-    directories: list[Path],
-    params: dict[str, Any],
-    work: Path,
-    device: Any,
-) -> dict[str, Any]:
+def _diff(task: Task) -> dict[str, Any]:
     from registry.compute.diff import adapter_diff, plot_heatmap
     from registry.compute.lora import load_adapter
 
-    first, second = (load_adapter(d, device=device) for d in directories)
+    first, second = (load_adapter(d, device=task.device) for d in task.directories)
     diff = adapter_diff(first, second)
-    (work / "output").mkdir()
-    plot_heatmap(diff, work / "output" / "heatmap.png")
+    (task.work / "output").mkdir()
+    plot_heatmap(diff, task.work / "output" / "heatmap.png")
     return {"report": diff.to_json()}
 
 
-def _merge_base(
-    runtime: Runtime,
-    inputs: list[dict[str, Any]],
-    directories: list[Path],
-    params: dict[str, Any],
-    work: Path,
-    device: Any,
-) -> dict[str, Any]:
+def _merge_base(task: Task) -> dict[str, Any]:
     from registry.compute.base_merge import merge_into_base
     from registry.compute.lora import load_adapter
 
-    (adapter_dir,) = directories
-    base_dir, _ = _fetch_base(runtime, inputs[0]["base"], work)
+    (adapter_dir,) = task.directories
+    base_dir, _ = _fetch_base(task.runtime, task.inputs[0]["base"], task.work)
     report = merge_into_base(
-        load_adapter(adapter_dir, device=device), base_dir, work / "output", device=device
+        load_adapter(adapter_dir, device=task.device), base_dir, task.work / "output", device=task.device
     )
     return {"report": report}
 
 
-def _extract(
-    runtime: Runtime,
-    inputs: list[dict[str, Any]],
-    directories: list[Path],
-    params: dict[str, Any],
-    work: Path,
-    device: Any,
-) -> dict[str, Any]:
+def _extract(task: Task) -> dict[str, Any]:
     from registry.compute.extract import extract_lora
     from registry.compute.lora import save_adapter
 
-    (finetuned_dir,) = directories
-    base_dir, base_name = _fetch_base(runtime, inputs[0]["base"], work)
+    (finetuned_dir,) = task.directories
+    base_dir, base_name = _fetch_base(task.runtime, task.inputs[0]["base"], task.work)
     adapter, report = extract_lora(
         base_dir,
         finetuned_dir,
-        rank=params.get("rank"),
-        energy=params.get("energy"),
+        rank=task.params.get("rank"),
+        energy=task.params.get("energy"),
         base_model_name_or_path=base_name,
-        device=device,
+        device=task.device,
     )
-    save_adapter(work / "output", adapter)
+    save_adapter(task.work / "output", adapter)
     return {"report": report}
 
 
-COMPUTE = {"merge": _merge, "diff": _diff, "merge_base": _merge_base, "extract": _extract}
+COMPUTE: dict[str, Callable[[Task], dict[str, Any]]] = {
+    "merge": _merge,
+    "diff": _diff,
+    "merge_base": _merge_base,
+    "extract": _extract,
+}
 OUTPUT_KIND = {"merge": "adapter", "extract": "adapter", "merge_base": "model"}
 
 
