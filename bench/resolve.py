@@ -6,7 +6,7 @@ For each database (SQLite in a temporary LOREG_HOME; PostgreSQL in a fresh datab
 one the tests use), fills the registry with ``--repos`` repositories × ``--versions`` versions directly
 through the server's own services (migrate, register a synthetic base, store one tiny adapter's blobs,
 commit every version with a distinct README.md; no HTTP), then starts ``lorareg serve --workers 1`` and
-drives it with 1, 16 and 64 concurrent clients (asyncio + httpx), each level a fixed number of requests
+drives it with 1, 16 and 64 concurrent clients (asyncio, bare HTTP/1.1), each level a fixed number of requests
 (bounded in time), resolving random repositories by ``latest``, a tag, ``#N`` and ``sha256:`` digest.
 The same server's ``/api/v1/health`` (no database) is the floor of the HTTP stack.
 Targets: resolve within 2× of the health floor's throughput at 16 concurrent, p99 < 50 ms.
@@ -28,7 +28,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 from safetensors.numpy import save_file
 from serving import running_server
@@ -163,31 +162,49 @@ class Result:
 
 
 async def drive(url: str, paths: list[str], concurrency: int, time_limit: float) -> Result:
-    """Send ``paths`` from ``concurrency`` concurrent clients (stopping at ``time_limit`` seconds)."""
+    """Send ``paths`` over ``concurrency`` keep-alive connections (stopping at ``time_limit`` seconds).
+
+    The client is a bare HTTP/1.1 loop on asyncio streams rather than httpx: it shares the server's
+    cores, and a heavier client would measure itself."""
     latencies: list[float] = []
     errors = 0
     queue = iter(paths)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
-        # open the connections (and warm the server) before timing
-        await asyncio.gather(*(client.get("/api/v1/health") for _ in range(concurrency)))
-        start = time.perf_counter()
-        deadline = start + time_limit
+    host, _, port = url.removeprefix("http://").partition(":")
+    connections = [await asyncio.open_connection(host, int(port)) for _ in range(concurrency)]
+    for reader, writer in connections:  # warm every connection before timing
+        await get(reader, writer, "/api/v1/health")
+    start = time.perf_counter()
+    deadline = start + time_limit
 
-        async def worker() -> None:
-            nonlocal errors
-            for path in queue:
-                if time.perf_counter() > deadline:
-                    return
-                t0 = time.perf_counter()
-                response = await client.get(path)
-                latencies.append(time.perf_counter() - t0)
-                if response.status_code != 200:
-                    errors += 1
+    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal errors
+        for path in queue:
+            if time.perf_counter() > deadline:
+                return
+            t0 = time.perf_counter()
+            status = await get(reader, writer, path)
+            latencies.append(time.perf_counter() - t0)
+            errors += status != 200
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        seconds = time.perf_counter() - start
-    return Result(len(latencies), seconds, latencies, errors)
+    try:
+        await asyncio.gather(*(worker(reader, writer) for reader, writer in connections))
+    finally:
+        for _, writer in connections:
+            writer.close()
+    return Result(len(latencies), time.perf_counter() - start, latencies, errors)
+
+
+async def get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> int:
+    """One keep-alive HTTP/1.1 GET; its status code (the body is read and dropped)."""
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return int(head[9:12])
 
 
 def measure(url: str, targets: list[Target], requests: int, time_limit: float) -> bool:
@@ -260,7 +277,8 @@ def main() -> None:
     print(
         f"lorareg resolve benchmark: {args.repos} repositories x {args.versions} versions, "
         f"{args.requests} requests per level (at most {args.time_limit:.0f} s), loopback; "
-        f"server (lorareg serve --workers 1) and client (asyncio + httpx) share {os.cpu_count()} CPU cores"
+        f"server (lorareg serve --workers 1) and client (asyncio, bare HTTP/1.1) share "
+        f"{os.cpu_count()} CPU cores"
     )
     ok = True
     with tempfile.TemporaryDirectory() as tmp:

@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for router in (
         health.router,
+        resolve.router,  # first after health: routes are matched in order, and lookups are the hot path
         repos.router,
         versions.router,
         tags.router,
@@ -85,7 +86,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         bases.router,
         tokens.router,
         jobs.router,
-        resolve.router,
         webhooks.router,
     ):
         app.include_router(router, prefix="/api/v1")

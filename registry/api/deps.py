@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import Annotated
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, TypeVar
 
+import anyio
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from registry.config import Settings
-from registry.db.session import Database
+from registry.db.session import MAX_CONNECTIONS, Database
 from registry.jobs.executors import Executor
 from registry.principal import ANONYMOUS_ADMIN, ANONYMOUS_READER, Principal
 from registry.services import tokens
 from registry.storage import BlobStore
+
+T = TypeVar("T")
+RESERVED_CONNECTIONS = 4  # token lookups and the webhook dispatcher, which take no slot
+LOOKUP_THREADS = 4  # threads for lookups: more than the cores only queue on the GIL (and widen the tail)
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,24 @@ class Registry:
     db: Database
     store: BlobStore
     executor: Executor
+    # Requests that may hold a database connection at once: fewer than the pool's connections, so that
+    # a handler never waits for one in a worker thread (the rest wait here, on the event loop).
+    session_slots: anyio.Semaphore = field(
+        default_factory=lambda: anyio.Semaphore(MAX_CONNECTIONS - RESERVED_CONNECTIONS)
+    )
+
+    lookup_threads: anyio.CapacityLimiter = field(
+        default_factory=lambda: anyio.CapacityLimiter(LOOKUP_THREADS)
+    )
+
+    async def read(self, work: Callable[[Session], T]) -> T:
+        """``work(session)`` in a read transaction, in one worker thread: the lookups' hot path."""
+        async with self.session_slots:
+            return await anyio.to_thread.run_sync(self._read, work, limiter=self.lookup_threads)
+
+    def _read(self, work: Callable[[Session], T]) -> T:
+        with self.db.transaction(write=False) as session:
+            return work(session)
 
 
 def get_registry(request: Request) -> Registry:
@@ -34,14 +58,36 @@ def get_registry(request: Request) -> Registry:
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 
 
-def get_read_session(registry: RegistryDep) -> Iterator[Session]:
-    with registry.db.transaction(write=False) as session:
+@asynccontextmanager
+async def _transaction(registry: Registry, *, write: bool) -> AsyncIterator[Session]:
+    """A request's transaction, entered once a session slot is free.
+
+    A request holds its connection from its first query (in the handler's worker thread) until its
+    transaction ends, after the handler returns, in another worker thread. Were more requests in flight
+    than connections, the worker threads could all be waiting for a connection while the requests holding
+    the connections wait for a thread: the slots keep the surplus waiting on the event loop instead.
+    """
+    async with registry.session_slots:
+        transaction = registry.db.transaction(write=write)
+        session = transaction.__enter__()  # touches no connection yet
+        try:
+            yield session
+        except BaseException as exc:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(transaction.__exit__, type(exc), exc, exc.__traceback__)
+            raise
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(transaction.__exit__, None, None, None)
+
+
+async def get_read_session(registry: RegistryDep) -> AsyncIterator[Session]:
+    async with _transaction(registry, write=False) as session:
         yield session
 
 
-def get_write_session(registry: RegistryDep) -> Iterator[Session]:
+async def get_write_session(registry: RegistryDep) -> AsyncIterator[Session]:
     """One write transaction per request: committed when the handler returns, rolled back on error."""
-    with registry.db.transaction(write=True) as session:
+    async with _transaction(registry, write=True) as session:
         yield session
 
 
@@ -49,29 +95,34 @@ ReadSession = Annotated[Session, Depends(get_read_session, scope="function")]
 WriteSession = Annotated[Session, Depends(get_write_session, scope="function")]
 
 
-def authorize(scope: str) -> Callable[..., Principal]:
+def authorize(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits callers with ``scope`` (in the path's ``namespace``, if any).
 
-    With ``LOREG_AUTH=off`` everyone is admin. Tokens are looked up in a read-only transaction; the
-    last-used time is written separately, at most once a minute per token.
+    With ``LOREG_AUTH=off`` everyone is admin. Tokens are looked up in a read-only transaction (in a
+    worker thread); the last-used time is written separately, at most once a minute per token.
     """
 
-    def dependency(request: Request, registry: RegistryDep) -> Principal:
+    async def dependency(request: Request) -> Principal:
+        registry = get_registry(request)
         settings = registry.settings
         if settings.auth == "off":
             return ANONYMOUS_ADMIN
         header = request.headers.get("authorization")
         if header is None and scope == "read" and settings.anonymous_read:
             return ANONYMOUS_READER
-        with registry.db.transaction(write=False) as session:
-            principal = tokens.authenticate(session, header)
-        principal.require(scope, request.path_params.get("namespace"))
-        if principal.stale_last_use:
-            with registry.db.transaction(write=True) as session:
-                tokens.record_use(session, principal)
-        return principal
+        return await anyio.to_thread.run_sync(_authenticate, registry.db, header, scope, request.path_params)
 
     return dependency
+
+
+def _authenticate(db: Database, header: str | None, scope: str, path_params: dict[str, str]) -> Principal:
+    with db.transaction(write=False) as session:
+        principal = tokens.authenticate(session, header)
+    principal.require(scope, path_params.get("namespace"))
+    if principal.stale_last_use:
+        with db.transaction(write=True) as session:
+            tokens.record_use(session, principal)
+    return principal
 
 
 Reader = Annotated[Principal, Depends(authorize("read"))]

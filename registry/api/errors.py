@@ -1,14 +1,18 @@
-"""One JSON error shape for every failure: ``{"error": {"code": …, "message": …}}``."""
+"""One error shape for every failure: ``{"error": {"code": …, "message": …}}``, and the same code and
+message in the ``X-Error-Code`` and ``X-Error-Message`` headers (all a HEAD answer can carry)."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request, status
+from collections.abc import Mapping
+
+from fastapi import FastAPI, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from registry import errors
 
+MAX_HEADER_MESSAGE = 1000
 STATUS_BY_ERROR: list[tuple[type[errors.RegistryError], int]] = [
     (errors.TooLarge, status.HTTP_413_CONTENT_TOO_LARGE),
     (errors.InvalidAdapter, status.HTTP_422_UNPROCESSABLE_CONTENT),
@@ -22,8 +26,16 @@ STATUS_BY_ERROR: list[tuple[type[errors.RegistryError], int]] = [
 
 
 def error_response(
-    status_code: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
+    request: Request, status_code: int, code: str, message: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """The error as JSON, or, for HEAD, as headers alone."""
+    headers = {
+        "X-Error-Code": code,
+        "X-Error-Message": " ".join(message.encode("ascii", "replace").decode().split())[:MAX_HEADER_MESSAGE],
+        **(headers or {}),
+    }
+    if request.method == "HEAD":
+        return Response(status_code=status_code, headers=headers)
     return JSONResponse(
         {"error": {"code": code, "message": message}}, status_code=status_code, headers=headers
     )
@@ -37,18 +49,18 @@ def install(app: FastAPI) -> None:
     """Register the handlers that turn every error into the JSON error shape."""
 
     @app.exception_handler(errors.RegistryError)
-    async def _registry_error(_request: Request, exc: errors.RegistryError) -> JSONResponse:
+    async def _registry_error(request: Request, exc: errors.RegistryError) -> Response:
         challenge = isinstance(exc, errors.Unauthorized)
         headers = {"WWW-Authenticate": 'Bearer realm="lorareg"'} if challenge else None
-        return error_response(status_for(exc), exc.code, exc.message, headers=headers)
+        return error_response(request, status_for(exc), exc.code, exc.message, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
         )
-        return error_response(status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid_request", problems)
+        return error_response(request, status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid_request", problems)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return error_response(exc.status_code, "http_error", str(exc.detail), headers=exc.headers)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return error_response(request, exc.status_code, "http_error", str(exc.detail), headers=exc.headers)

@@ -10,6 +10,7 @@ from pydantic import BaseModel as Schema
 
 from registry.db import models
 from registry.db.models import as_utc
+from registry.services.versions import Resolved
 
 Timestamp = Annotated[datetime, AfterValidator(as_utc)]  # SQLite hands back naive UTC times
 
@@ -213,16 +214,28 @@ def _version_fields(version: models.Version, tags: list[str]) -> dict[str, Any]:
             name=version.base.name, sha=version.base_sha, content_digest=version.base.content_digest
         ),
         "config": version.config,
-        "files": [
-            FileOut(
-                path=f.path,
-                digest=f"sha256:{f.blob_digest}",
-                size=f.size,
-                url=f"/api/v1/blobs/sha256:{f.blob_digest}",
-            )
-            for f in version.files
-        ],
+        "files": [_file_out(f.path, f.blob_digest, f.size) for f in version.files],
     }
+
+
+def resolved_out(resolved: Resolved) -> ResolvedVersionOut:
+    return ResolvedVersionOut(
+        repo=resolved.repo,
+        number=resolved.number,
+        digest=f"sha256:{resolved.digest}",
+        yanked=resolved.yanked,
+        created_at=resolved.created_at,
+        provenance=resolved.provenance,
+        base=BaseRefOut(
+            name=resolved.base_name, sha=resolved.base_sha, content_digest=resolved.base_content_digest
+        ),
+        config=resolved.config,
+        files=[_file_out(f["path"], f["digest"], f["size"]) for f in resolved.files],
+    )
+
+
+def _file_out(path: str, digest: str, size: int) -> FileOut:
+    return FileOut(path=path, digest=f"sha256:{digest}", size=size, url=f"/api/v1/blobs/sha256:{digest}")
 
 
 def _qualified(version: models.Version) -> str:
@@ -370,9 +383,23 @@ class ResolveBatchIn(Schema):
     base: str | None = Field(default=None, description="the base model SHA the caller runs")
 
 
+class ResolvedVersionOut(Schema):
+    """What a loader needs: the files to fetch and the base they fit (no lineage, no tags)."""
+
+    repo: str
+    number: int
+    digest: str
+    yanked: bool = Field(description="only a digest reference resolves a yanked version")
+    created_at: Timestamp
+    provenance: dict[str, Any]
+    base: BaseRefOut
+    config: dict[str, Any] = Field(description="summary: kind, r, lora_alpha, target_modules, …")
+    files: list[FileOut]
+
+
 class ResolvedOut(Schema):
     ref: str
-    version: VersionOut | None = None
+    version: ResolvedVersionOut | None = None
     error: ErrorDetail | None = None
 
 

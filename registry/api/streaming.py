@@ -1,14 +1,17 @@
-"""Serving a blob's bytes: single ``Range`` requests, HEAD, and streaming from the blob store in a thread."""
+"""Serving a blob's bytes: a presigned redirect on object storage, or the bytes themselves (single
+``Range`` requests, HEAD) streamed from the blob store in a thread."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
 
 import anyio.to_thread
 from fastapi import Request, Response, status
-from fastapi.responses import StreamingResponse
+from fastapi.responses import RedirectResponse, StreamingResponse
 
+from registry.config import Settings
 from registry.storage import BlobStore
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -59,3 +62,17 @@ def bytes_response(
         headers=headers,
         media_type="application/octet-stream",
     )
+
+
+def blob_response(
+    request: Request, store: BlobStore, settings: Settings, digest: str, size: int, headers: dict[str, str]
+) -> Response:
+    """A GET on object storage is a 307 to a short-lived presigned URL, so the bytes never pass through
+    the API (unless ``LOREG_PRESIGN_DOWNLOADS=false``); otherwise, and for HEAD, ``bytes_response``."""
+    if request.method == "GET" and settings.presign_downloads:
+        expires = timedelta(seconds=settings.presign_expiry)
+        if (direct := store.download_url(digest, expires=expires)) is not None:
+            return RedirectResponse(
+                direct, status_code=status.HTTP_307_TEMPORARY_REDIRECT, headers={"Cache-Control": "no-store"}
+            )
+    return bytes_response(request, store, digest, size, headers)

@@ -118,6 +118,9 @@ class Version(Base):
     digest: Mapped[str] = mapped_column(String(64))
     manifest: Mapped[dict[str, Any]] = mapped_column(deferred=True)
     config: Mapped[dict[str, Any]]
+    # The files as lookups serve them ({path, digest, size}), kept on the row so that a resolve is one
+    # indexed query; version_files holds the same rows for the blob references (gc, fsck).
+    file_list: Mapped[list[dict[str, Any]]] = mapped_column(JSON, server_default="[]")
     base_id: Mapped[int] = mapped_column(ForeignKey("base_models.id"), index=True)
     base_sha: Mapped[str] = mapped_column(String(64))
     author: Mapped[str | None] = mapped_column(String(256))

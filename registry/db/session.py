@@ -16,13 +16,17 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 _SQLITE_BEGIN = "lorareg_sqlite_begin"
+POOL_SIZE = 10
+MAX_OVERFLOW = 20
+MAX_CONNECTIONS = POOL_SIZE + MAX_OVERFLOW  # per process
 
 
 def make_engine(url: str) -> Engine:
     """Create the engine for ``url`` with the settings the registry relies on."""
+    pool = {"pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW}
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60})
+        return create_engine(url, pool_pre_ping=True, **pool)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60}, **pool)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -121,7 +121,3 @@ def find_base(session: Session, *, sha: str | None, name: str | None) -> tuple[B
 
 def list_bases(session: Session) -> Sequence[BaseModel]:
     return queries.list_bases(session)
-
-
-def base_answers_to(base: BaseModel, sha: str) -> bool:
-    return any(s.sha == sha.lower() for s in base.shas)

@@ -100,6 +100,7 @@ def push_version(
             author=request.author,
             message=request.message,
             provenance=request.provenance,
+            file_list=manifest["files"],
         )
         session.add(version)
         session.flush()

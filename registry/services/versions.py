@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
@@ -12,54 +15,101 @@ from registry.db.models import Repository, Version
 from registry.errors import BaseMismatch, Gone, InvalidInput, NotFound
 from registry.refs import Ref, RepoRef, validate_file_path
 from registry.services import repos
-from registry.services.bases import base_answers_to, validate_sha
+from registry.services.bases import validate_sha
 from registry.storage import BlobStore
+
+T = TypeVar("T")
 
 
 def get_version(session: Session, repository: Repository, ref: Ref, *, allow_yanked: bool = False) -> Version:
     """The version ``ref`` names. Tags and numbers refuse yanked versions; digests never do."""
-    where = f"{repository.full_name}{':' if ref.kind == 'tag' else '@' if ref.kind == 'digest' else ''}{ref}"
-    if ref.kind == "digest":
-        if len(ref.value) == 64:
-            version = queries.get_version_by_digest(session, repository, ref.value)
-        else:
-            found = queries.find_versions_by_digest_prefix(session, repository, ref.value)
-            if len(found) > 1:
-                raise InvalidInput(
-                    f"digest prefix {ref.value} is ambiguous in {repository.full_name}; give more characters"
-                )
-            version = found[0] if found else None
-        if version is None:
-            raise NotFound(f"no version {where}")
-        return version
-    if ref.kind == "number":
-        version = queries.get_version_by_number(session, repository, int(ref.value))
-        if version is None:
-            raise NotFound(f"no version {where}")
-    else:
-        tag = queries.get_tag(session, repository, ref.value)
-        if tag is None:
-            raise NotFound(f"no tag {where}")
-        version = tag.version
-    if version.yanked_at is not None and not allow_yanked:
-        raise Gone(
-            f"{where} is version #{version.number}, which was yanked"
-            f"{': ' + version.yank_reason if version.yank_reason else ''}; "
-            f"pull it by digest if you must: {repository.full_name}@sha256:{version.digest}"
+    where = _spelled(repository.full_name, ref)
+    found = queries.find_versions(session, repository, ref)
+    version = _only(found, where, ref)
+    if ref.kind != "digest" and not allow_yanked:
+        _refuse_yanked(
+            where,
+            repository.full_name,
+            version.number,
+            version.digest,
+            version.yank_reason,
+            yanked=version.yanked_at is not None,
         )
     return version
 
 
-def resolve(session: Session, target: RepoRef, *, base_sha: str | None = None) -> Version:
-    """Resolve a reference, refusing it when the caller runs a different base model."""
-    repository = repos.get_repository(session, target.repo)
-    version = get_version(session, repository, target.ref)
-    if base_sha is not None and not base_answers_to(version.base, validate_sha(base_sha)):
+@dataclass(frozen=True)
+class Resolved:
+    """What a loader needs to fetch a version and check it fits its base: read in one query."""
+
+    repo: str
+    number: int
+    digest: str
+    config: dict[str, Any]
+    files: list[dict[str, Any]]
+    provenance: dict[str, Any]
+    created_at: datetime
+    yanked: bool
+    base_name: str
+    base_sha: str
+    base_content_digest: str
+
+
+def resolve(session: Session, target: RepoRef, *, base_sha: str | None = None) -> Resolved:
+    """Resolve a reference (refusing yanked versions unless named by digest), refusing it when the caller
+    runs a different base model. One indexed query when the reference resolves."""
+    wanted = validate_sha(base_sha) if base_sha is not None else None
+    rows = queries.resolve_rows(session, target.repo, target.ref, base_sha=wanted)
+    if not rows:  # say precisely what is missing: the repository, or the version
+        get_version(session, repos.get_repository(session, target.repo), target.ref)
+    where = _spelled(str(target.repo), target.ref)
+    row = _only(rows, where, target.ref)
+    if target.ref.kind != "digest":
+        _refuse_yanked(
+            where, str(target.repo), row.number, row.digest, row.yank_reason, yanked=row.yanked_at is not None
+        )
+    if not row.base_matches:
         raise BaseMismatch(
-            f"{target} was made for base {version.base.name} (sha {version.base_sha}), not for base "
+            f"{target} was made for base {row.base_name} (sha {row.base_sha}), not for base "
             f"{base_sha}; pick an adapter trained on {base_sha} or run the base it was made for"
         )
-    return version
+    return Resolved(
+        repo=str(target.repo),
+        number=row.number,
+        digest=row.digest,
+        config=row.config,
+        files=row.file_list,
+        provenance=row.provenance,
+        created_at=row.created_at,
+        yanked=row.yanked_at is not None,
+        base_name=row.base_name,
+        base_sha=row.base_sha,
+        base_content_digest=row.base_content_digest,
+    )
+
+
+def _spelled(repo: str, ref: Ref) -> str:
+    return f"{repo}{':' if ref.kind == 'tag' else '@' if ref.kind == 'digest' else ''}{ref}"
+
+
+def _only(found: Sequence[T], where: str, ref: Ref) -> T:
+    if not found:
+        raise NotFound(f"no {'tag' if ref.kind == 'tag' else 'version'} {where}")
+    if len(found) > 1:
+        raise InvalidInput(
+            f"digest prefix {ref.value} is ambiguous in {where.partition('@')[0]}; give more characters"
+        )
+    return found[0]
+
+
+def _refuse_yanked(
+    where: str, repo: str, number: int, digest: str, reason: str | None, *, yanked: bool
+) -> None:
+    if yanked:
+        raise Gone(
+            f"{where} is version #{number}, which was yanked{': ' + reason if reason else ''}; "
+            f"pull it by digest if you must: {repo}@sha256:{digest}"
+        )
 
 
 def log(session: Session, repository: Repository, *, limit: int = 50, offset: int = 0) -> Sequence[Version]:

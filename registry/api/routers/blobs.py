@@ -7,12 +7,11 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 from fastapi import APIRouter, Request, Response, status
-from fastapi.responses import RedirectResponse
 
 from registry.api.deps import Reader, Registry, RegistryDep, Writer, WriteSession
 from registry.api.errors import error_response
 from registry.api.schemas import BlobBatchIn, BlobBatchOut, UploadTarget
-from registry.api.streaming import bytes_response
+from registry.api.streaming import blob_response
 from registry.errors import TooLarge
 from registry.services import blobs
 from registry.storage import BlobNotFound
@@ -97,20 +96,8 @@ def download(hex_digest: str, request: Request, registry: RegistryDep, _: Reader
     try:
         size = store.stat(digest).size
     except BlobNotFound as exc:
-        return _error(status.HTTP_404_NOT_FOUND, "blob_not_found", str(exc), request)
+        return error_response(request, status.HTTP_404_NOT_FOUND, "blob_not_found", str(exc))
     headers = {"ETag": f'"{digest}"', "Cache-Control": IMMUTABLE, "Accept-Ranges": "bytes"}
     if request.headers.get("if-none-match", "").strip() in (f'"{digest}"', digest, "*"):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    if request.method == "GET" and registry.settings.presign_downloads:
-        expires = timedelta(seconds=registry.settings.presign_expiry)
-        if (direct := registry.store.download_url(digest, expires=expires)) is not None:
-            return RedirectResponse(
-                direct, status_code=status.HTTP_307_TEMPORARY_REDIRECT, headers={"Cache-Control": "no-store"}
-            )
-    return bytes_response(request, store, digest, size, headers)
-
-
-def _error(status_code: int, code: str, message: str, request: Request) -> Response:
-    if request.method == "HEAD":
-        return Response(status_code=status_code)
-    return error_response(status_code, code, message)
+    return blob_response(request, store, registry.settings, digest, size, headers)

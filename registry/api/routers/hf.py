@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 
 from registry.api.deps import Reader, ReadSession, RegistryDep
 from registry.api.errors import error_response
-from registry.api.streaming import bytes_response
+from registry.api.streaming import blob_response
 from registry.db.models import Version, VersionFile
 from registry.errors import Gone, InvalidInput, NotFound
 from registry.refs import DEFAULT_TAG, MIN_DIGEST_PREFIX, Ref, RepoName
@@ -43,10 +43,7 @@ class HfError(Exception):
         self.message = message
 
     def response(self, request: Request) -> Response:
-        headers = {"X-Error-Code": self.code, "X-Error-Message": self.message}
-        if request.method == "HEAD":
-            return Response(status_code=status.HTTP_404_NOT_FOUND, headers=headers)
-        return error_response(status.HTTP_404_NOT_FOUND, self.code, self.message, headers=headers)
+        return error_response(request, status.HTTP_404_NOT_FOUND, self.code, self.message)
 
 
 def _parse_revision(revision: str) -> list[Ref]:
@@ -186,7 +183,7 @@ def resolve_file(
     _: Reader,
 ) -> Response:
     """``hf_hub_download``: HEAD for the metadata (``ETag``, ``X-Repo-Commit``, size), GET for the bytes
-    (``Range`` honoured), streamed from the blob store."""
+    (``Range`` honoured): a redirect to a presigned URL on object storage, else streamed from the store."""
     try:
         version = _find(session, namespace, name, revision)
     except HfError as exc:
@@ -208,4 +205,4 @@ def resolve_file(
         "Accept-Ranges": "bytes",
         "Cache-Control": "no-cache" if revision != _sha(version) else "public, max-age=31536000, immutable",
     }
-    return bytes_response(request, registry.store, digest, size, headers)
+    return blob_response(request, registry.store, registry.settings, digest, size, headers)

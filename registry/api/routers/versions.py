@@ -1,11 +1,16 @@
 from __future__ import annotations
 
-from typing import Any
-
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Query, Response, status
 
 from registry.api.deps import Reader, ReadSession, RegistryDep, Writer, WriteSession
-from registry.api.schemas import PushIn, PushOut, VersionOut, YankIn, push_out, version_out
+from registry.api.schemas import (
+    PushIn,
+    PushOut,
+    VersionOut,
+    YankIn,
+    push_out,
+    version_out,
+)
 from registry.db import queries
 from registry.refs import Ref, RepoName, RepoRef
 from registry.services import repos, versions
@@ -94,31 +99,4 @@ def yank_version(
     namespace: str, name: str, ref: str, body: YankIn, session: WriteSession, principal: Writer
 ) -> VersionOut:
     version = yank(session, _target(namespace, name, ref), reason=body.reason, actor=principal.name)
-    return version_out(version, queries.tags_of_version(session, version))
-
-
-@router.get("/resolve/{ref}", response_model=VersionOut, responses={304: {"description": "ETag matched"}})
-def resolve(
-    namespace: str,
-    name: str,
-    ref: str,
-    request: Request,
-    session: ReadSession,
-    _: Reader,
-    response: Response,
-    base: str | None = Query(None, description="the base model SHA the caller runs; a mismatch is a 409"),
-) -> Any:
-    """Resolve a reference to one version, for loaders; refuses yanked versions unless named by digest.
-
-    ``ETag`` is the version digest (``If-None-Match`` answers 304); digest refs are cached as immutable,
-    tag refs revalidated (``no-cache``)."""
-    target = _target(namespace, name, ref)
-    version = versions.resolve(session, target, base_sha=base)
-    headers = {
-        "ETag": f'"{version.digest}"',
-        "Cache-Control": "public, max-age=31536000, immutable" if target.ref.kind == "digest" else "no-cache",
-    }
-    if request.headers.get("if-none-match", "").strip() in (headers["ETag"], version.digest, "*"):
-        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    response.headers.update(headers)
     return version_out(version, queries.tags_of_version(session, version))

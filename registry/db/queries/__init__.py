@@ -37,12 +37,12 @@ from registry.db.queries.tokens import (
 )
 from registry.db.queries.versions import (
     add_files,
-    find_versions_by_digest_prefix,
+    find_versions,
     get_version_by_digest,
-    get_version_by_number,
     list_versions,
     newest_unyanked_version,
     next_version_number,
+    resolve_rows,
     versions_on_base,
 )
 from registry.db.queries.webhooks import (
@@ -63,7 +63,7 @@ __all__ = [
     "due_deliveries",
     "ensure_repository",
     "find_reusable_job",
-    "find_versions_by_digest_prefix",
+    "find_versions",
     "get_base_by_digest",
     "get_base_by_sha",
     "get_base_sha",
@@ -76,7 +76,6 @@ __all__ = [
     "get_token",
     "get_token_by_hash",
     "get_version_by_digest",
-    "get_version_by_number",
     "get_webhook",
     "insert_tag_if_absent",
     "known_blobs",
@@ -90,6 +89,7 @@ __all__ = [
     "newest_unyanked_version",
     "next_version_number",
     "record_blob",
+    "resolve_rows",
     "tag_history",
     "tags_by_version",
     "tags_of_version",

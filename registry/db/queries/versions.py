@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, Select, bindparam, func, literal, select
 from sqlalchemy.orm import Session
 
 from registry.db.models import (
     BaseModel,
+    BaseModelSha,
     Repository,
+    Tag,
     Version,
     VersionFile,
 )
+from registry.refs import Ref, RepoName
 
 
 def next_version_number(session: Session, repository: Repository) -> int:
@@ -26,20 +31,76 @@ def get_version_by_digest(session: Session, repository: Repository, digest: str)
     ).one_or_none()
 
 
-def find_versions_by_digest_prefix(
-    session: Session, repository: Repository, prefix: str
-) -> Sequence[Version]:
-    return session.scalars(
-        select(Version)
-        .where(Version.repository_id == repository.id, Version.digest.startswith(prefix, autoescape=True))
-        .limit(2)
-    ).all()
+def _ref_kind(ref: Ref) -> str:
+    return "prefix" if ref.kind == "digest" and len(ref.value) < 64 else ref.kind
 
 
-def get_version_by_number(session: Session, repository: Repository, number: int) -> Version | None:
-    return session.scalars(
-        select(Version).where(Version.repository_id == repository.id, Version.number == number)
-    ).one_or_none()
+def _ref_parameter(ref: Ref) -> str | int:
+    kind = _ref_kind(ref)
+    return int(ref.value) if kind == "number" else f"{ref.value}%" if kind == "prefix" else ref.value
+
+
+def _named_by(statement: Select[Any], kind: str) -> Select[Any]:
+    """Narrow a select over versions (already limited to one repository) to those a reference of this
+    kind names; the reference is the bound parameter ``ref`` (see ``_ref_parameter``)."""
+    ref = bindparam("ref")
+    if kind == "tag":
+        return statement.join(Tag, Tag.version_id == Version.id).where(
+            Tag.repository_id == Version.repository_id, Tag.name == ref
+        )
+    if kind == "number":
+        return statement.where(Version.number == ref)
+    if kind == "digest":
+        return statement.where(Version.digest == ref)
+    return statement.where(Version.digest.like(ref))  # a hex prefix: nothing in it to escape
+
+
+def find_versions(session: Session, repository: Repository, ref: Ref) -> Sequence[Version]:
+    """The versions ``ref`` names: one, none, or two when a digest prefix is ambiguous."""
+    statement = _named_by(select(Version).where(Version.repository_id == repository.id), _ref_kind(ref))
+    return session.scalars(statement.limit(2), {"ref": _ref_parameter(ref)}).all()
+
+
+@functools.cache
+def _resolve_statement(kind: str, *, with_base: bool) -> Select[Any]:
+    """Built once per kind of reference: lookups are the hot path, and building costs more than running."""
+    answers = (
+        select(BaseModelSha.sha)
+        .where(BaseModelSha.base_id == Version.base_id, BaseModelSha.sha == bindparam("base_sha"))
+        .exists()
+        if with_base
+        else literal(True)
+    )
+    statement = (
+        select(
+            Version.number,
+            Version.digest,
+            Version.config,
+            Version.file_list,
+            Version.provenance,
+            Version.created_at,
+            Version.yanked_at,
+            Version.yank_reason,
+            Version.base_sha,
+            BaseModel.name.label("base_name"),
+            BaseModel.content_digest.label("base_content_digest"),
+            answers.label("base_matches"),
+        )
+        .join(Repository, Repository.id == Version.repository_id)
+        .join(BaseModel, BaseModel.id == Version.base_id)
+        .where(Repository.namespace == bindparam("namespace"), Repository.name == bindparam("name"))
+    )
+    return _named_by(statement, kind).limit(2)
+
+
+def resolve_rows(session: Session, repo: RepoName, ref: Ref, *, base_sha: str | None) -> Sequence[Row[Any]]:
+    """What a loader needs of the versions ``ref`` names in ``repo``, in one indexed query: the version's
+    own columns (its files are on the row), its base, and whether the base answers to ``base_sha``."""
+    statement = _resolve_statement(_ref_kind(ref), with_base=base_sha is not None)
+    parameters = {"namespace": repo.namespace, "name": repo.name, "ref": _ref_parameter(ref)}
+    if base_sha is not None:
+        parameters["base_sha"] = base_sha
+    return session.connection().execute(statement, parameters).all()
 
 
 def list_versions(session: Session, repository: Repository, *, limit: int, offset: int) -> Sequence[Version]:

@@ -1,0 +1,87 @@
+"""Resolving a reference: one indexed query on SQLite and PostgreSQL, whatever kind of reference."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import event
+
+from registry.errors import BaseMismatch, Gone, InvalidInput, NotFound
+from registry.refs import RepoRef
+from registry.services import versions
+from registry.services.yank import yank
+from tests.conftest import TinyBase
+from tests.services.conftest import LocalRegistry, Pushed
+
+OTHER_BASE = "ab" * 32
+
+
+@contextmanager
+def counted_selects(registry: LocalRegistry) -> Iterator[list[str]]:
+    """The SELECT statements the database receives inside the block."""
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
+        if statement.lstrip().upper().startswith("SELECT"):
+            statements.append(statement)
+
+    event.listen(registry.db.engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(registry.db.engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
+def pushed(registry: LocalRegistry, tiny_base: TinyBase, adapter_factory: Callable) -> list[Pushed]:
+    return [registry.push("acme/bot", adapter_factory(seed=s), tiny_base) for s in (1, 2)]
+
+
+def resolve(registry: LocalRegistry, ref: str, base_sha: str | None = None) -> versions.Resolved:
+    with registry.db.transaction(write=False) as session:
+        return versions.resolve(session, RepoRef.parse(ref), base_sha=base_sha)
+
+
+@pytest.mark.parametrize("spelling", ["acme/bot", "acme/bot:latest", "acme/bot#2", "digest", "prefix"])
+def test_every_kind_of_reference_resolves_in_one_query(
+    registry: LocalRegistry, pushed: list[Pushed], tiny_base: TinyBase, spelling: str
+) -> None:
+    second = pushed[1]
+    ref = {"digest": f"acme/bot@sha256:{second.digest}", "prefix": f"acme/bot@{second.digest[:12]}"}.get(
+        spelling, spelling
+    )
+    with counted_selects(registry) as selects:
+        resolved = resolve(registry, ref, base_sha=tiny_base.content_digest)
+    assert len(selects) == 1, selects
+    assert (resolved.repo, resolved.number, resolved.digest) == ("acme/bot", 2, second.digest)
+    assert {f["path"]: f["digest"] for f in resolved.files} == second.files
+    assert resolved.base_content_digest == tiny_base.content_digest
+    assert resolved.config["r"] == 8
+
+
+def test_a_base_mismatch_names_both_shas(registry: LocalRegistry, pushed: list[Pushed], tiny_base) -> None:
+    with counted_selects(registry) as selects, pytest.raises(BaseMismatch) as refused:
+        resolve(registry, "acme/bot:latest", base_sha=OTHER_BASE)
+    assert len(selects) == 1
+    assert OTHER_BASE in refused.value.message and tiny_base.content_digest in refused.value.message
+
+
+def test_failures_say_what_is_missing(registry: LocalRegistry, pushed: list[Pushed]) -> None:
+    with pytest.raises(NotFound, match="repository acme/nope does not exist"):
+        resolve(registry, "acme/nope:latest")
+    with pytest.raises(NotFound, match="no tag acme/bot:prod"):
+        resolve(registry, "acme/bot:prod")
+    with pytest.raises(NotFound, match="no version acme/bot#9"):
+        resolve(registry, "acme/bot#9")
+    with pytest.raises(InvalidInput, match="sha256"):
+        resolve(registry, "acme/bot@sha256:xyz")
+
+
+def test_yanked_versions_answer_only_to_their_digest(registry: LocalRegistry, pushed: list[Pushed]) -> None:
+    with registry.db.transaction() as session:
+        yank(session, RepoRef.parse("acme/bot#1"), reason="leaks PII", actor="test")
+    with pytest.raises(Gone, match="leaks PII"):
+        resolve(registry, "acme/bot#1")
+    assert resolve(registry, f"acme/bot@sha256:{pushed[0].digest}").yanked
