@@ -28,9 +28,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' helpers, dev-only
+
 import numpy as np
 from safetensors.numpy import save_file
-from serving import running_server
 
 from registry.adapters.base_manifest import BaseManifest, content_digest
 from registry.db import migrate
@@ -40,6 +41,7 @@ from registry.services.bases import register_base
 from registry.services.blobs import FileEntry, upload_blob
 from registry.services.push import PushRequest, push_version
 from registry.storage import open_blob_store
+from tests.server_process import drive, running_server
 
 HIDDEN = 64
 RANK = 4
@@ -146,67 +148,6 @@ def resolve_paths(targets: list[Target], count: int, seed: int) -> list[str]:
     return paths
 
 
-@dataclass(frozen=True)
-class Result:
-    requests: int
-    seconds: float
-    latencies: list[float]
-    errors: int
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.seconds
-
-    def percentile_ms(self, q: float) -> float:
-        return float(np.percentile(self.latencies, q)) * 1000 if self.latencies else float("nan")
-
-
-async def drive(url: str, paths: list[str], concurrency: int, time_limit: float) -> Result:
-    """Send ``paths`` over ``concurrency`` keep-alive connections (stopping at ``time_limit`` seconds).
-
-    The client is a bare HTTP/1.1 loop on asyncio streams rather than httpx: it shares the server's
-    cores, and a heavier client would measure itself."""
-    latencies: list[float] = []
-    errors = 0
-    queue = iter(paths)
-    host, _, port = url.removeprefix("http://").partition(":")
-    connections = [await asyncio.open_connection(host, int(port)) for _ in range(concurrency)]
-    for reader, writer in connections:  # warm every connection before timing
-        await get(reader, writer, "/api/v1/health")
-    start = time.perf_counter()
-    deadline = start + time_limit
-
-    async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        nonlocal errors
-        for path in queue:
-            if time.perf_counter() > deadline:
-                return
-            t0 = time.perf_counter()
-            status = await get(reader, writer, path)
-            latencies.append(time.perf_counter() - t0)
-            errors += status != 200
-
-    try:
-        await asyncio.gather(*(worker(reader, writer) for reader, writer in connections))
-    finally:
-        for _, writer in connections:
-            writer.close()
-    return Result(len(latencies), time.perf_counter() - start, latencies, errors)
-
-
-async def get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> int:
-    """One keep-alive HTTP/1.1 GET; its status code (the body is read and dropped)."""
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    await reader.readexactly(length)
-    return int(head[9:12])
-
-
 def measure(url: str, targets: list[Target], requests: int, time_limit: float) -> bool:
     """Print one table: health and resolve at each concurrency level; return whether targets hold."""
     print(
@@ -245,7 +186,6 @@ def database_url(database: str, home: Path) -> Iterator[str | None]:
         return
     if database != "postgres":
         raise SystemExit(f"unknown database {database!r}: sqlite or postgres")
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.service_checks import POSTGRES_URL, fresh_postgres_database  # dev-only, as the tests
 
     try:

@@ -26,13 +26,15 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' helpers, dev-only
+
 import httpx
 import numpy as np
 from safetensors.numpy import save_file
-from serving import running_server
 
 from cli.main import cli
 from registry.adapters.base_manifest import content_digest
+from tests.server_process import running_server
 
 HIDDEN = 4096
 RANK = 64
@@ -100,7 +102,6 @@ def blob_store_settings(store: str, work: Path) -> Iterator[dict[str, str]]:
     if store == "filesystem":
         yield {}
         return
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.s3_servers import rclone_server  # dev-only: the same S3 server the tests use
 
     with rclone_server(work / "s3") as server:

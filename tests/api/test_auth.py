@@ -15,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import huggingface_hub
 import pytest
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.errors import HfHubHTTPError
 from sqlalchemy import create_engine, func, select, update
 
 from registry.adapters.base_manifest import read_base_manifest
@@ -302,3 +305,39 @@ def test_batch_resolve_checks_each_refs_namespace(
             reader.post("/api/v1/resolve", json={"refs": [repo]}).json()["results"][0]["version"]["number"]
             == 1
         )
+
+
+def test_hub_routes_take_the_same_tokens(
+    secured: Secured, tiny_base: TinyBase, adapter_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``/hf`` is read access like any other: huggingface_hub's ``token=`` is the lorareg token. A missing
+    token is a 401, a token for another namespace a 403, each with lorareg's message (which huggingface_hub
+    shows); errors to HEAD carry their code and message in headers."""
+    repo = f"{secured.namespace}/hub"
+    _pushed(secured, tiny_base, adapter_factory, repo)
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    endpoint = f"{secured.server.url}/hf"
+
+    def download(token: str | bool) -> Path:
+        path = huggingface_hub.snapshot_download(
+            repo, endpoint=endpoint, cache_dir=tmp_path / str(token)[:8], token=token
+        )
+        return Path(path)
+
+    with pytest.raises(HfHubHTTPError) as missing:
+        download(False)
+    assert missing.value.response.status_code == 401 and "requires a token" in str(missing.value)
+    with pytest.raises(HfHubHTTPError) as elsewhere:
+        huggingface_hub.HfApi(endpoint=endpoint).model_info(repo, token=secured.secrets["other-namespace"])
+    assert elsewhere.value.response.status_code == 403
+    assert "limited to namespaces elsewhere" in str(elsewhere.value)
+    local = download(secured.secrets["read"])
+    with secured.client("read") as reader:
+        version = reader.get(f"/api/v1/repos/{repo}/resolve/latest").json()
+    assert sorted(p.name for p in local.iterdir()) == sorted(f["path"] for f in version["files"])
+    assert version["digest"].removeprefix("sha256:").startswith(local.name)  # snapshots/<commit sha>
+
+    with secured.client("none") as anonymous:
+        head = anonymous.head(f"/hf/{repo}/resolve/main/adapter_config.json")
+    assert (head.status_code, head.content, head.headers["X-Error-Code"]) == (401, b"", "unauthorized")
+    assert "token" in head.headers["X-Error-Message"]

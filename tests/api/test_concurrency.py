@@ -1,7 +1,9 @@
-"""Concurrent writers: numbers stay dense and distinct, compare-and-set has exactly one winner."""
+"""Concurrency: numbers stay dense and distinct, compare-and-set has exactly one winner, and more readers
+than database connections and worker threads are all answered."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -9,10 +11,14 @@ from pathlib import Path
 
 import httpx
 
+from registry.db.session import MAX_CONNECTIONS
 from tests.conftest import LiveServer, TinyBase
-from tests.helpers import file_entries, register_base, upload_directory
+from tests.helpers import file_entries, push, register_base, upload_directory
+from tests.server_process import drive, running_server
 
 WRITERS = 16
+READERS = 200  # connections at once: far more than the pool's connections and the server's 40 threads
+ROUNDS = 200  # requests per path
 
 
 def variants(adapter: Path, workdir: Path, count: int) -> list[Path]:
@@ -90,3 +96,23 @@ def test_concurrent_compare_and_set_has_one_winner(
     winner = next(r for r in responses if r.status_code == 200).json()
     history = server.http.get(f"/api/v1/repos/{repo}/tags/prod/history").json()
     assert [(e["old_number"], e["new_number"]) for e in history] == [(1, winner["number"]), (None, 1)]
+
+
+def test_more_readers_than_connections_are_all_answered(
+    tiny_base: TinyBase, adapter_factory, repo: str, tmp_path: Path
+) -> None:
+    """A request holds its connection from its first query until its transaction ends, after the handler
+    returns. With more requests in flight than connections and worker threads, the worker threads once all
+    waited for a connection while the requests holding the connections waited for a thread: nothing moved
+    until the pool timed out (500s after 30 s). ``lorareg serve`` in its own process, so that the load is
+    real; the reads hit a session-per-request route, resolve and blob bytes."""
+    assert READERS > MAX_CONNECTIONS
+    with running_server(tmp_path / "home", {}) as url, httpx.Client(base_url=url, timeout=60) as http:
+        register_base(http, tiny_base.path)
+        assert push(http, repo, adapter_factory(seed=33)).status_code == 201
+        blob = http.get(f"/api/v1/repos/{repo}/resolve/latest").json()["files"][0]["url"]
+        paths = [f"/api/v1/repos/{repo}/versions/latest", f"/api/v1/repos/{repo}/resolve/latest", blob]
+
+        load = asyncio.run(drive(url, paths * ROUNDS, READERS, time_limit=120))
+
+    assert (load.requests, load.errors) == (len(paths) * ROUNDS, 0)

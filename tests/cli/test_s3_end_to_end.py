@@ -9,8 +9,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import huggingface_hub
 import pytest
 import torch
+from huggingface_hub import constants as hf_constants
 from peft import PeftModel
 
 from registry.config import Settings
@@ -113,3 +115,34 @@ def test_downloads_redirect_to_s3_unless_proxied(production: LiveServer, rclone_
     for url in start_server(proxied_settings):
         proxied = httpx.get(f"{url}/api/v1/blobs/sha256:{digest}")
         assert proxied.status_code == 200 and proxied.content == data
+
+
+def test_hub_clients_download_straight_from_s3(
+    production: LiveServer,
+    rclone_s3: S3Server,
+    tiny_base: TinyBase,
+    adapter_factory,
+    repo: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``/hf`` GETs answer with the same presigned redirect as blob GETs; huggingface_hub follows it and
+    verifies the bytes against the ETag its HEAD got from lorareg."""
+    run(production, "base", "register", str(tiny_base.path), "--name", "tiny-llama")
+    adapter = adapter_factory(seed=42)
+    run(production, "push", str(adapter), f"{repo}:v1", "--base", tiny_base.content_digest)
+    weights = f"/hf/{repo}/resolve/v1/adapter_model.safetensors"
+    redirected = production.http.get(weights)
+    assert redirected.status_code == 307
+    assert redirected.headers["location"].startswith(f"http://{rclone_s3.endpoint}/")
+    head = production.http.head(weights)
+    assert head.status_code == 200 and head.headers["X-Linked-Size"] == str(
+        (adapter / "adapter_model.safetensors").stat().st_size
+    )
+
+    monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+    local = huggingface_hub.snapshot_download(
+        repo, revision="v1", endpoint=f"{production.url}/hf", cache_dir=tmp_path / "hf", token=False
+    )
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        assert (Path(local) / name).read_bytes() == (adapter / name).read_bytes()
