@@ -1,14 +1,16 @@
 """Resolve throughput and latency through a running lorareg server, next to its health endpoint.
 
     python bench/resolve.py [--databases sqlite,postgres] [--repos 1000] [--versions 10] [--requests 2000]
+                            [--rounds 3]
 
 For each database (SQLite in a temporary LOREG_HOME; PostgreSQL in a fresh database of its own, the
 one the tests use), fills the registry with ``--repos`` repositories × ``--versions`` versions directly
 through the server's own services (migrate, register a synthetic base, store one tiny adapter's blobs,
 commit every version with a distinct README.md; no HTTP), then starts ``lorareg serve --workers 1`` and
-drives it with 1, 16 and 64 concurrent clients (asyncio, bare HTTP/1.1), each level a fixed number of requests
-(bounded in time), resolving random repositories by ``latest``, a tag, ``#N`` and ``sha256:`` digest.
-The same server's ``/api/v1/health`` (no database) is the floor of the HTTP stack.
+drives it with 1, 16 and 64 concurrent keep-alive connections (asyncio, bare HTTP/1.1), each run a
+fixed number of requests (bounded in time), resolving random repositories by ``latest``, a tag, ``#N``
+and ``sha256:`` digest. The same server's ``/api/v1/health`` (no database) is the floor of the HTTP
+stack; health and resolve runs alternate, and each level reports the median run of each.
 Targets: resolve within 2× of the health floor's throughput at 16 concurrent, p99 < 50 ms.
 """
 
@@ -41,7 +43,7 @@ from registry.services.bases import register_base
 from registry.services.blobs import FileEntry, upload_blob
 from registry.services.push import PushRequest, push_version
 from registry.storage import open_blob_store
-from tests.server_process import drive, running_server
+from tests.server_process import Result, drive, running_server
 
 HIDDEN = 64
 RANK = 4
@@ -148,8 +150,14 @@ def resolve_paths(targets: list[Target], count: int, seed: int) -> list[str]:
     return paths
 
 
-def measure(url: str, targets: list[Target], requests: int, time_limit: float) -> bool:
-    """Print one table: health and resolve at each concurrency level; return whether targets hold."""
+def median_run(runs: list[Result]) -> Result:
+    """The run of median throughput (this machine's neighbours come and go: one run can be an outlier)."""
+    return sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
+
+
+def measure(url: str, targets: list[Target], requests: int, time_limit: float, rounds: int) -> bool:
+    """Print one table: health and resolve at each concurrency level, each the median of ``rounds``
+    interleaved runs; return whether the targets hold."""
     print(
         f"{'clients':>7} {'health req/s':>12} {'resolve req/s':>13} {'health/resolve':>14} "
         f"{'p50 ms':>8} {'p99 ms':>8} {'health p99':>10} {'n':>6} {'errors':>6}  targets"
@@ -158,8 +166,12 @@ def measure(url: str, targets: list[Target], requests: int, time_limit: float) -
     # warm the server's caches and pools on every kind of ref
     asyncio.run(drive(url, resolve_paths(targets, 200, seed=1), 4, time_limit))
     for level in LEVELS:
-        health = asyncio.run(drive(url, ["/api/v1/health"] * requests, level, time_limit))
-        resolve = asyncio.run(drive(url, resolve_paths(targets, requests, seed=level), level, time_limit))
+        healths, resolves = [], []
+        for round_ in range(rounds):
+            healths.append(asyncio.run(drive(url, ["/api/v1/health"] * requests, level, time_limit)))
+            paths = resolve_paths(targets, requests, seed=level * 100 + round_)
+            resolves.append(asyncio.run(drive(url, paths, level, time_limit)))
+        health, resolve = median_run(healths), median_run(resolves)
         ratio = health.rate / resolve.rate
         p99 = resolve.percentile_ms(99)
         verdict = "-"
@@ -173,7 +185,7 @@ def measure(url: str, targets: list[Target], requests: int, time_limit: float) -
         print(
             f"{level:>7} {health.rate:>12.0f} {resolve.rate:>13.0f} {ratio:>13.2f}x "
             f"{resolve.percentile_ms(50):>8.1f} {p99:>8.1f} {health.percentile_ms(99):>10.1f} "
-            f"{resolve.requests:>6} {resolve.errors + health.errors:>6}  {verdict}"
+            f"{resolve.requests:>6} {sum(r.errors for r in healths + resolves):>6}  {verdict}"
         )
     return ok
 
@@ -212,11 +224,15 @@ def main() -> None:
     parser.add_argument("--versions", type=int, default=10, help="versions per repository")
     parser.add_argument("--requests", type=int, default=2000, help="requests per measurement")
     parser.add_argument("--time-limit", type=float, default=30.0, help="seconds at most per measurement")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved runs per level (the median counts)"
+    )
     args = parser.parse_args()
 
     print(
         f"lorareg resolve benchmark: {args.repos} repositories x {args.versions} versions, "
-        f"{args.requests} requests per level (at most {args.time_limit:.0f} s), loopback; "
+        f"{args.requests} requests per run (at most {args.time_limit:.0f} s), median of {args.rounds} "
+        "interleaved runs per level, loopback; "
         f"server (lorareg serve --workers 1) and client (asyncio, bare HTTP/1.1) share "
         f"{os.cpu_count()} CPU cores"
     )
@@ -237,7 +253,7 @@ def main() -> None:
                 )
                 with running_server(home, {"LOREG_DATABASE_URL": url}) as server:
                     print(f"server {server}")
-                    ok = measure(server, targets, args.requests, args.time_limit) and ok
+                    ok = measure(server, targets, args.requests, args.time_limit, args.rounds) and ok
     print(f"\ntargets at 16 clients (resolve ≥ health/2, p99 < 50 ms): {'met' if ok else 'NOT met'}")
 
 

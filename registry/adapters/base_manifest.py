@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from registry.adapters.safetensors_header import SafetensorsHeader, parse_header_file
 from registry.errors import InvalidInput
@@ -77,53 +78,101 @@ def content_digest(files: dict[str, str]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def read_base_manifest(directory: Path) -> BaseManifest:
-    """Build the manifest of the base model in ``directory`` from its safetensors headers and file hashes.
+class WeightFiles(Protocol):
+    """Where a base model's top-level files are read from: a directory, the HF cache, a Hub repository."""
 
-    Uses ``model.safetensors`` if present, else the shards named by ``model.safetensors.index.json``,
-    else every ``*.safetensors`` file in the directory. Never loads tensor data.
-    """
+    where: str  # how messages name the place
+
+    def names(self) -> Collection[str]:
+        """The top-level file names."""
+        ...
+
+    def read(self, name: str) -> bytes:
+        """A small file's bytes (the shard index)."""
+        ...
+
+    def header(self, name: str) -> SafetensorsHeader:
+        """A safetensors file's validated header."""
+        ...
+
+    def sha256(self, name: str) -> str:
+        """A file's sha256 hex."""
+        ...
+
+
+class DirectoryFiles:
+    """A base model's files in a local directory (hashed as they are read)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.where = str(self.directory)
+
+    def names(self) -> Collection[str]:
+        return {path.name for path in self.directory.iterdir() if path.is_file()}
+
+    def read(self, name: str) -> bytes:
+        return (self.directory / name).read_bytes()
+
+    def header(self, name: str) -> SafetensorsHeader:
+        return parse_header_file(self.directory / name)
+
+    def sha256(self, name: str) -> str:
+        return _sha256_file(self.directory / name)
+
+
+def read_base_manifest(directory: Path) -> BaseManifest:
+    """Build the manifest of the base model in ``directory`` from its safetensors headers and file hashes."""
     directory = Path(directory)
     if not directory.is_dir():
         raise InvalidInput(f"{directory} is not a directory; pass the base model's directory.")
+    return manifest_from(DirectoryFiles(directory))
+
+
+def manifest_from(files: WeightFiles) -> BaseManifest:
+    """Build a base model's manifest from its safetensors headers and file hashes.
+
+    Uses ``model.safetensors`` if present, else the shards named by ``model.safetensors.index.json``,
+    else every ``*.safetensors`` file. Never loads tensor data.
+    """
+    available = files.names()
     weight_map: dict[str, str] | None = None
-    if (directory / SINGLE_FILE).is_file():
+    if SINGLE_FILE in available:
         names = [SINGLE_FILE]
-    elif (directory / INDEX_FILE).is_file():
-        weight_map = _read_weight_map(directory / INDEX_FILE)
+    elif INDEX_FILE in available:
+        weight_map = _parse_weight_map(files.read(INDEX_FILE), f"{files.where}/{INDEX_FILE}")
         names = sorted(set(weight_map.values()))
         for name in names:
-            if not (directory / name).is_file():
+            if name not in available:
                 raise InvalidInput(
-                    f"{INDEX_FILE} names shard {name!r}, which is not in {directory}; "
+                    f"{INDEX_FILE} names shard {name!r}, which is not in {files.where}; "
                     "download every shard of the base model."
                 )
     else:
-        names = sorted(path.name for path in directory.glob("*.safetensors") if path.is_file())
+        names = sorted(name for name in available if name.endswith(".safetensors"))
         if not names:
             raise InvalidInput(
-                f"{directory} has no {SINGLE_FILE}, no {INDEX_FILE} and no *.safetensors files; the base "
+                f"{files.where} has no {SINGLE_FILE}, no {INDEX_FILE} and no *.safetensors files; the base "
                 "model's weights must be in safetensors format (convert .bin/.pt weights first)."
             )
-    headers = {name: parse_header_file(directory / name) for name in names}
+    headers = {name: files.header(name) for name in names}
     if weight_map is not None:
         _check_weight_map(weight_map, headers)
-    files = {name: _sha256_file(directory / name) for name in names}
-    return BaseManifest(weights=_two_d_weights(headers), files=files, content_digest=content_digest(files))
+    hashes = {name: files.sha256(name) for name in names}
+    return BaseManifest(weights=_two_d_weights(headers), files=hashes, content_digest=content_digest(hashes))
 
 
-def _read_weight_map(path: Path) -> dict[str, str]:
+def _parse_weight_map(data: bytes, where: str) -> dict[str, str]:
     try:
-        index = json.loads(path.read_bytes())
+        index = json.loads(data)
     except (ValueError, RecursionError) as exc:
-        raise InvalidInput(f"{path} is not valid JSON ({exc}); download it again.") from None
+        raise InvalidInput(f"{where} is not valid JSON ({exc}); download it again.") from None
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
-        raise InvalidInput(f"{path} has no weight_map object naming the shard of each tensor.")
+        raise InvalidInput(f"{where} has no weight_map object naming the shard of each tensor.")
     for tensor, shard in weight_map.items():
         if not isinstance(shard, str) or not shard or Path(shard).name != shard or shard in {".", ".."}:
             raise InvalidInput(
-                f"{path}: weight_map[{tensor!r}] is {shard!r}; shards must be plain file names in the "
+                f"{where}: weight_map[{tensor!r}] is {shard!r}; shards must be plain file names in the "
                 "model's directory."
             )
     return weight_map

@@ -42,12 +42,13 @@ class Registry:
     )
 
     async def read(self, work: Callable[[Session], T]) -> T:
-        """``work(session)`` in a read transaction, in one worker thread: the lookups' hot path."""
+        """``work(session)`` on a lookup session (one-statement reads, no transaction), in one worker
+        thread: the lookups' hot path."""
         async with self.session_slots:
             return await anyio.to_thread.run_sync(self._read, work, limiter=self.lookup_threads)
 
     def _read(self, work: Callable[[Session], T]) -> T:
-        with self.db.transaction(write=False) as session:
+        with self.db.lookup() as session:
             return work(session)
 
 

@@ -25,7 +25,9 @@ def make_engine(url: str) -> Engine:
     """Create the engine for ``url`` with the settings the registry relies on."""
     pool = {"pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW}
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, **pool)
+        # No pre-ping (a round trip per checkout, on every lookup): the first disconnect error invalidates
+        # the whole pool, so a database restart fails the requests in flight, not the ones after them.
+        return create_engine(url, pool_recycle=1800, **pool)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60}, **pool)
 
     @event.listens_for(engine, "connect")
@@ -39,27 +41,36 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection) -> None:  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql(connection.get_execution_options().get(_SQLITE_BEGIN, "BEGIN"))
+        if statement := connection.get_execution_options().get(_SQLITE_BEGIN, "BEGIN"):
+            connection.exec_driver_sql(statement)
 
     return engine
 
 
 @dataclass(frozen=True)
 class Database:
-    """The engine plus the two session factories: read sessions and write sessions."""
+    """The engine plus the session factories: read sessions, write sessions, and lookups."""
 
     engine: Engine
     reader: sessionmaker[Session]
     writer: sessionmaker[Session]
+    looker: sessionmaker[Session]
 
     @classmethod
     def connect(cls, url: str) -> Database:
         engine = make_engine(url)
         write_engine = engine.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+        # SQLite connections are in the driver's autocommit mode already (the "begin" hook starts each
+        # transaction): lookups just skip the hook. Elsewhere the driver is switched to autocommit.
+        sqlite = engine.dialect.name == "sqlite"
+        lookup_engine = engine.execution_options(
+            **({_SQLITE_BEGIN: None} if sqlite else {"isolation_level": "AUTOCOMMIT"})
+        )
         return cls(
             engine=engine,
             reader=sessionmaker(engine, expire_on_commit=False),
             writer=sessionmaker(write_engine, expire_on_commit=False),
+            looker=sessionmaker(lookup_engine, expire_on_commit=False),
         )
 
     @contextmanager
@@ -67,6 +78,14 @@ class Database:
         """One unit of work: committed when the block succeeds, rolled back when it raises."""
         factory = self.writer if write else self.reader
         with factory() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def lookup(self) -> Iterator[Session]:
+        """A session for lookups that are one statement each (atomic on its own): no transaction, so no
+        BEGIN and COMMIT round trips around it. Anything that must see one snapshot across statements
+        uses ``transaction``."""
+        with self.looker() as session:
             yield session
 
     def dispose(self) -> None:

@@ -261,7 +261,9 @@ def test_svd_clamp_matches_peft_under_one_sign_convention(
     monkeypatch.setattr(torch.linalg, "svd", svd)
     theirs = adapter_set.peft_merge(method, f"c-{method}", **options)
     monkeypatch.undo()
-    assert_matches(ours, theirs)
+    # PEFT clamps in fp32 after its fp32 SVD; a clamp cuts the largest entries, where fp32 rounding of
+    # near-equal singular values shows most (1.7e-5 seen with torch 2.13): still fp32 round-off.
+    assert_matches(ours, theirs, tolerance=5e-5)
     key = "model.layers.0.mlp.up_proj"
     clamped = ours.adapter.modules[key].delta()
     assert relative(clamped, unclamped.adapter.modules[key].delta()) > 1e-3  # the clamp did something

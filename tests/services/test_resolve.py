@@ -1,4 +1,5 @@
-"""Resolving a reference: one indexed query on SQLite and PostgreSQL, whatever kind of reference."""
+"""Resolving a reference: one statement on SQLite and PostgreSQL, whatever kind of reference, and no
+transaction around it (lookups run on ``Database.lookup`` sessions)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,12 @@ OTHER_BASE = "ab" * 32
 
 
 @contextmanager
-def counted_selects(registry: LocalRegistry) -> Iterator[list[str]]:
-    """The SELECT statements the database receives inside the block."""
+def counted_statements(registry: LocalRegistry) -> Iterator[list[str]]:
+    """The statements the database receives inside the block (BEGIN included, where SQLAlchemy sends it)."""
     statements: list[str] = []
 
     def record(_conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
-        if statement.lstrip().upper().startswith("SELECT"):
-            statements.append(statement)
+        statements.append(statement)
 
     event.listen(registry.db.engine, "before_cursor_execute", record)
     try:
@@ -40,7 +40,7 @@ def pushed(registry: LocalRegistry, tiny_base: TinyBase, adapter_factory: Callab
 
 
 def resolve(registry: LocalRegistry, ref: str, base_sha: str | None = None) -> versions.Resolved:
-    with registry.db.transaction(write=False) as session:
+    with registry.db.lookup() as session:
         return versions.resolve(session, RepoRef.parse(ref), base_sha=base_sha)
 
 
@@ -52,9 +52,9 @@ def test_every_kind_of_reference_resolves_in_one_query(
     ref = {"digest": f"acme/bot@sha256:{second.digest}", "prefix": f"acme/bot@{second.digest[:12]}"}.get(
         spelling, spelling
     )
-    with counted_selects(registry) as selects:
+    with counted_statements(registry) as statements:
         resolved = resolve(registry, ref, base_sha=tiny_base.content_digest)
-    assert len(selects) == 1, selects
+    assert len(statements) == 1 and statements[0].lstrip().upper().startswith("SELECT"), statements
     assert (resolved.repo, resolved.number, resolved.digest) == ("acme/bot", 2, second.digest)
     assert {f["path"]: f["digest"] for f in resolved.files} == second.files
     assert resolved.base_content_digest == tiny_base.content_digest
@@ -62,9 +62,9 @@ def test_every_kind_of_reference_resolves_in_one_query(
 
 
 def test_a_base_mismatch_names_both_shas(registry: LocalRegistry, pushed: list[Pushed], tiny_base) -> None:
-    with counted_selects(registry) as selects, pytest.raises(BaseMismatch) as refused:
+    with counted_statements(registry) as statements, pytest.raises(BaseMismatch) as refused:
         resolve(registry, "acme/bot:latest", base_sha=OTHER_BASE)
-    assert len(selects) == 1
+    assert len(statements) == 1, statements
     assert OTHER_BASE in refused.value.message and tiny_base.content_digest in refused.value.message
 
 

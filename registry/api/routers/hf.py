@@ -89,7 +89,7 @@ def _timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _model_info(version: Version) -> dict[str, Any]:
+def _model_info(version: Version, *, blobs: bool) -> dict[str, Any]:
     repo_id = version.repository.full_name
     created = _timestamp(version.created_at)
     return {
@@ -103,13 +103,27 @@ def _model_info(version: Version) -> dict[str, Any]:
         "createdAt": created,
         "tags": [],
         "library_name": "peft",
-        "siblings": [{"rfilename": f.path, "size": f.size} for f in version.files],
+        "siblings": [_sibling(f, blobs=blobs) for f in version.files],
     }
+
+
+def _sibling(file: VersionFile, *, blobs: bool) -> dict[str, Any]:
+    """A ``siblings`` entry; with ``blobs`` (``files_metadata=True``) its blob id and LFS sha256 too."""
+    sibling: dict[str, Any] = {"rfilename": file.path, "size": file.size}
+    if blobs:
+        sibling["blobId"] = file.blob_digest
+        if _is_lfs(file):
+            sibling["lfs"] = {"sha256": file.blob_digest, "size": file.size, "pointerSize": LFS_POINTER_SIZE}
+    return sibling
+
+
+def _is_lfs(file: VersionFile) -> bool:
+    return file.path.endswith(_LFS_SUFFIXES)
 
 
 def _file_entry(file: VersionFile) -> dict[str, Any]:
     entry: dict[str, Any] = {"type": "file", "path": file.path, "size": file.size, "oid": file.blob_digest}
-    if file.path.endswith(_LFS_SUFFIXES):
+    if _is_lfs(file):
         entry["lfs"] = {"oid": file.blob_digest, "size": file.size, "pointerSize": LFS_POINTER_SIZE}
     return entry
 
@@ -138,14 +152,21 @@ def _tree(version: Version, path: str, *, recursive: bool) -> list[dict[str, Any
 @router.get("/api/models/{namespace}/{name}")
 @router.get("/api/models/{namespace}/{name}/revision/{revision}")
 def model_info(
-    namespace: str, name: str, request: Request, session: ReadSession, _: Reader, revision: str = "main"
+    namespace: str,
+    name: str,
+    request: Request,
+    session: ReadSession,
+    _: Reader,
+    revision: str = "main",
+    blobs: bool = False,
 ) -> Response:
-    """``HfApi.model_info``: the version's ``sha`` and its files (``siblings``)."""
+    """``HfApi.model_info``: the version's ``sha`` and its files (``siblings``; with ``blobs``, as
+    ``files_metadata=True`` asks, each file's ``blobId`` and ``lfs`` sha256 and size)."""
     try:
         version = _find(session, namespace, name, revision)
     except HfError as exc:
         return exc.response(request)
-    return JSONResponse(_model_info(version))
+    return JSONResponse(_model_info(version, blobs=blobs))
 
 
 @router.get("/api/models/{namespace}/{name}/tree/{revision}")
