@@ -16,7 +16,7 @@ from cli.client import ApiError
 from cli.commands import base, imports, inspect, jobs, ops, pull, push, serve, tags, tokens
 from cli.context import AppContext
 from registry.config import Settings
-from registry.errors import RegistryError
+from registry.errors import RegistryError, Unavailable
 
 EXIT_USER_ERROR = 1
 EXIT_SERVER_ERROR = 3
@@ -31,7 +31,12 @@ class LoregGroup(click.Group):
         except ApiError as exc:
             _fail(ctx, exc.code, exc.message, EXIT_SERVER_ERROR if exc.status >= 500 else EXIT_USER_ERROR)
         except RegistryError as exc:
-            _fail(ctx, exc.code, exc.message, EXIT_USER_ERROR)
+            _fail(
+                ctx,
+                exc.code,
+                exc.message,
+                EXIT_SERVER_ERROR if isinstance(exc, Unavailable) else EXIT_USER_ERROR,
+            )
         except httpx.HTTPError as exc:
             url = ctx.obj.settings.url if isinstance(ctx.obj, AppContext) else "the registry"
             _fail(

@@ -81,6 +81,13 @@ class Gone(RegistryError):
     code = "yanked"
 
 
+class Unavailable(RegistryError):
+    """A service the registry relies on (e.g. a Hugging Face Hub) could not be reached or failed: not the
+    caller's input, so worth retrying."""
+
+    code = "unavailable"
+
+
 class Unauthorized(RegistryError):
     """No valid credentials: a token is missing, malformed, unknown, revoked or expired."""
 

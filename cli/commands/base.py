@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cli.commands.imports import ENDPOINT_HELP, hub_calls
+from cli.commands.imports import ENDPOINT_HELP
 from cli.commands.push import directory_files
 from cli.context import AppContext, pass_app
 from registry.adapters.base_manifest import read_base_manifest
@@ -58,8 +58,7 @@ def register(
             raise click.UsageError("--with-weights uploads a DIRECTORY's files; it does not go with --hf")
         from registry.hub.base import read_hub_base  # huggingface_hub: imported only when needed
 
-        with hub_calls():
-            hub = read_hub_base(hf_repo, revision, endpoint=endpoint)
+        hub = read_hub_base(hf_repo, revision, endpoint=endpoint)
         manifest, name, revision = hub.manifest, name or hf_repo, hub.commit
     else:
         if name is None:

@@ -8,8 +8,6 @@ to a Hub: every other command starts as fast as before.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,17 +26,6 @@ if TYPE_CHECKING:
 ENDPOINT_HELP = (
     "A Hub-compatible server, e.g. another lorareg's URL + /hf [default: $HF_ENDPOINT, else huggingface.co]."
 )
-
-
-@contextmanager
-def hub_calls() -> Iterator[None]:
-    """An unreachable or failing Hub is a network or server error (exit 3), like the registry's own."""
-    from registry.hub.errors import HubUnavailable
-
-    try:
-        yield
-    except HubUnavailable as exc:
-        raise ApiError(503, exc.code, exc.message) from None
 
 
 @click.command("import")
@@ -75,7 +62,7 @@ def import_(
         disable_progress_bars()  # like push's own bars: no noise around machine output
     hub = endpoint_url(endpoint)
     elsewhere = hub != HUB_ENDPOINT
-    with tempfile.TemporaryDirectory(prefix="lorareg-import-") as scratch, hub_calls():
+    with tempfile.TemporaryDirectory(prefix="lorareg-import-") as scratch:
         adapter = fetch_adapter(repo_id, revision, Path(scratch), endpoint=hub)
         if adapter.base_resolved_from is not None:
             click.echo(

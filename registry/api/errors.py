@@ -21,6 +21,7 @@ STATUS_BY_ERROR: list[tuple[type[errors.RegistryError], int]] = [
     (errors.Conflict, status.HTTP_409_CONFLICT),
     (errors.Gone, status.HTTP_410_GONE),
     (errors.Unauthorized, status.HTTP_401_UNAUTHORIZED),
+    (errors.Unavailable, status.HTTP_503_SERVICE_UNAVAILABLE),
     (errors.Forbidden, status.HTTP_403_FORBIDDEN),
 ]
 

@@ -17,10 +17,10 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from registry.errors import Forbidden, NotFound, RegistryError, Unauthorized
+from registry.errors import Forbidden, NotFound, Unauthorized, Unavailable
 
 
-class HubUnavailable(RegistryError):
+class HubUnavailable(Unavailable):
     """The Hub could not be reached, or failed: a network or server error, not the user's input."""
 
     code = "hub_unavailable"
