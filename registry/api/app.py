@@ -26,6 +26,7 @@ from registry.api.routers import (
 )
 from registry.api.schemas import ErrorBody
 from registry.config import Settings
+from registry.db.lookups import Lookups
 from registry.jobs.executors import make_executor
 from registry.runtime import Runtime
 from registry.services import tokens as token_service
@@ -57,14 +58,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.open(settings)
         executor = make_executor(runtime)
+        lookups = Lookups.open(settings.resolved_database_url)
         app.state.registry = Registry(
-            settings=settings, db=runtime.db, store=runtime.store, executor=executor
+            settings=settings, db=runtime.db, lookups=lookups, store=runtime.store, executor=executor
         )
         _warn_without_admin(runtime)
         dispatcher = Dispatcher(runtime)
         dispatcher.start()
         yield
         dispatcher.close()
+        await lookups.close()
         executor.close()
         runtime.close()
 

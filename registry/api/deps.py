@@ -1,26 +1,25 @@
-"""Request dependencies: the per-request session (committed by the dependency), the blob store."""
+"""Request dependencies: the registry, the per-request session (committed by the dependency), the caller."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 import anyio
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from registry.config import Settings
+from registry.db.lookups import Lookups
 from registry.db.session import MAX_CONNECTIONS, Database
 from registry.jobs.executors import Executor
 from registry.principal import ANONYMOUS_ADMIN, ANONYMOUS_READER, Principal
 from registry.services import tokens
 from registry.storage import BlobStore
 
-T = TypeVar("T")
-RESERVED_CONNECTIONS = 4  # token lookups and the webhook dispatcher, which take no slot
-LOOKUP_THREADS = 4  # threads for lookups: more than the cores only queue on the GIL (and widen the tail)
+RESERVED_CONNECTIONS = 4  # the webhook dispatcher and in-process jobs, which take no slot
 
 
 @dataclass(frozen=True)
@@ -29,27 +28,15 @@ class Registry:
 
     settings: Settings
     db: Database
+    lookups: Lookups
     store: BlobStore
     executor: Executor
     # Requests that may hold a database connection at once: fewer than the pool's connections, so that
-    # a handler never waits for one in a worker thread (the rest wait here, on the event loop).
+    # a handler never waits for one in a worker thread (the rest wait here, on the event loop). Lookups
+    # have connections of their own.
     session_slots: anyio.Semaphore = field(
         default_factory=lambda: anyio.Semaphore(MAX_CONNECTIONS - RESERVED_CONNECTIONS)
     )
-
-    lookup_threads: anyio.CapacityLimiter = field(
-        default_factory=lambda: anyio.CapacityLimiter(LOOKUP_THREADS)
-    )
-
-    async def read(self, work: Callable[[Session], T]) -> T:
-        """``work(session)`` on a lookup session (one-statement reads, no transaction), in one worker
-        thread: the lookups' hot path."""
-        async with self.session_slots:
-            return await anyio.to_thread.run_sync(self._read, work, limiter=self.lookup_threads)
-
-    def _read(self, work: Callable[[Session], T]) -> T:
-        with self.db.lookup() as session:
-            return work(session)
 
 
 def get_registry(request: Request) -> Registry:
@@ -97,33 +84,38 @@ WriteSession = Annotated[Session, Depends(get_write_session, scope="function")]
 
 
 def authorize(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that admits callers with ``scope`` (in the path's ``namespace``, if any).
-
-    With ``LOREG_AUTH=off`` everyone is admin. Tokens are looked up in a read-only transaction (in a
-    worker thread); the last-used time is written separately, at most once a minute per token.
-    """
+    """A dependency that admits callers with ``scope`` (see :func:`authenticate`)."""
 
     async def dependency(request: Request) -> Principal:
-        registry = get_registry(request)
-        settings = registry.settings
-        if settings.auth == "off":
-            return ANONYMOUS_ADMIN
-        header = request.headers.get("authorization")
-        if header is None and scope == "read" and settings.anonymous_read:
-            return ANONYMOUS_READER
-        return await anyio.to_thread.run_sync(_authenticate, registry.db, header, scope, request.path_params)
+        return await authenticate(request, scope)
 
     return dependency
 
 
-def _authenticate(db: Database, header: str | None, scope: str, path_params: dict[str, str]) -> Principal:
-    with db.transaction(write=False) as session:
-        principal = tokens.authenticate(session, header)
-    principal.require(scope, path_params.get("namespace"))
+async def authenticate(request: Request, scope: str) -> Principal:
+    """The caller, if it may act with ``scope`` (in the path's ``namespace``, if any).
+
+    With ``LOREG_AUTH=off`` everyone is admin. The token is checked by a lookup, on the event loop; its
+    last-used time is written separately, at most once a minute per token.
+    """
+    registry = get_registry(request)
+    settings = registry.settings
+    if settings.auth == "off":
+        return ANONYMOUS_ADMIN
+    header = request.headers.get("authorization")
+    if header is None and scope == "read" and settings.anonymous_read:
+        return ANONYMOUS_READER
+    principal = await registry.lookups.run(lambda connection: tokens.authenticate(connection, header))
+    principal.require(scope, request.path_params.get("namespace"))
     if principal.stale_last_use:
-        with db.transaction(write=True) as session:
-            tokens.record_use(session, principal)
+        async with registry.session_slots:
+            await anyio.to_thread.run_sync(_record_use, registry.db, principal)
     return principal
+
+
+def _record_use(db: Database, principal: Principal) -> None:
+    with db.transaction(write=True) as session:
+        tokens.record_use(session, principal)
 
 
 Reader = Annotated[Principal, Depends(authorize("read"))]

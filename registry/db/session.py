@@ -15,17 +15,17 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
-_SQLITE_BEGIN = "lorareg_sqlite_begin"
+SQLITE_BEGIN = "lorareg_sqlite_begin"  # execution option: the statement that begins a transaction
 POOL_SIZE = 10
 MAX_OVERFLOW = 20
 MAX_CONNECTIONS = POOL_SIZE + MAX_OVERFLOW  # per process
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pool_size: int = POOL_SIZE, max_overflow: int = MAX_OVERFLOW) -> Engine:
     """Create the engine for ``url`` with the settings the registry relies on."""
-    pool = {"pool_size": POOL_SIZE, "max_overflow": MAX_OVERFLOW}
+    pool = {"pool_size": pool_size, "max_overflow": max_overflow}
     if make_url(url).get_backend_name() != "sqlite":
-        # No pre-ping (a round trip per checkout, on every lookup): the first disconnect error invalidates
+        # No pre-ping (a round trip per checkout): the first disconnect error invalidates
         # the whole pool, so a database restart fails the requests in flight, not the ones after them.
         return create_engine(url, pool_recycle=1800, **pool)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 60}, **pool)
@@ -41,7 +41,7 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin(connection) -> None:  # type: ignore[no-untyped-def]
-        if statement := connection.get_execution_options().get(_SQLITE_BEGIN, "BEGIN"):
+        if statement := connection.get_execution_options().get(SQLITE_BEGIN, "BEGIN"):
             connection.exec_driver_sql(statement)
 
     return engine
@@ -49,28 +49,20 @@ def make_engine(url: str) -> Engine:
 
 @dataclass(frozen=True)
 class Database:
-    """The engine plus the session factories: read sessions, write sessions, and lookups."""
+    """The engine plus the session factories: read sessions and write sessions."""
 
     engine: Engine
     reader: sessionmaker[Session]
     writer: sessionmaker[Session]
-    looker: sessionmaker[Session]
 
     @classmethod
     def connect(cls, url: str) -> Database:
         engine = make_engine(url)
-        write_engine = engine.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"})
-        # SQLite connections are in the driver's autocommit mode already (the "begin" hook starts each
-        # transaction): lookups just skip the hook. Elsewhere the driver is switched to autocommit.
-        sqlite = engine.dialect.name == "sqlite"
-        lookup_engine = engine.execution_options(
-            **({_SQLITE_BEGIN: None} if sqlite else {"isolation_level": "AUTOCOMMIT"})
-        )
+        write_engine = engine.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
         return cls(
             engine=engine,
             reader=sessionmaker(engine, expire_on_commit=False),
             writer=sessionmaker(write_engine, expire_on_commit=False),
-            looker=sessionmaker(lookup_engine, expire_on_commit=False),
         )
 
     @contextmanager
@@ -78,14 +70,6 @@ class Database:
         """One unit of work: committed when the block succeeds, rolled back when it raises."""
         factory = self.writer if write else self.reader
         with factory() as session, session.begin():
-            yield session
-
-    @contextmanager
-    def lookup(self) -> Iterator[Session]:
-        """A session for lookups that are one statement each (atomic on its own): no transaction, so no
-        BEGIN and COMMIT round trips around it. Anything that must see one snapshot across statements
-        uses ``transaction``."""
-        with self.looker() as session:
             yield session
 
     def dispose(self) -> None:

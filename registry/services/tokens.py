@@ -10,6 +10,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import timedelta
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from registry.db import queries
@@ -55,15 +56,16 @@ def create_token(
     return token, secret
 
 
-def authenticate(session: Session, authorization: str | None) -> Principal:
-    """The principal behind an ``Authorization: Bearer …`` header; raise :class:`Unauthorized`. Read-only."""
+def authenticate(connection: Connection, authorization: str | None) -> Principal:
+    """The principal behind an ``Authorization: Bearer …`` header; raise :class:`Unauthorized`. One
+    read-only statement (a lookup, see :mod:`registry.db.lookups`)."""
     if not authorization:
         raise Unauthorized("this registry requires a token: pass --token, set LOREG_TOKEN or `lorareg login`")
     kind, _, secret = authorization.partition(" ")
     secret = secret.strip()
     if kind.lower() != "bearer" or not secret.startswith(SECRET_PREFIX):
         raise Unauthorized(f"malformed Authorization header: expected 'Bearer {SECRET_PREFIX}…'")
-    token = queries.get_token_by_hash(session, hash_secret(secret))
+    token = queries.get_token_by_hash(connection, hash_secret(secret))
     now = utcnow()
     if token is None:
         raise Unauthorized("unknown token; check LOREG_TOKEN or create a new one")

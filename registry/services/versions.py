@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from registry.db import queries
@@ -55,13 +56,15 @@ class Resolved:
     base_content_digest: str
 
 
-def resolve(session: Session, target: RepoRef, *, base_sha: str | None = None) -> Resolved:
+def resolve(connection: Connection, target: RepoRef, *, base_sha: str | None = None) -> Resolved:
     """Resolve a reference (refusing yanked versions unless named by digest), refusing it when the caller
-    runs a different base model. One indexed query when the reference resolves."""
+    runs a different base model. One indexed query when the reference resolves (a lookup, see
+    :mod:`registry.db.lookups`)."""
     wanted = validate_sha(base_sha) if base_sha is not None else None
-    rows = queries.resolve_rows(session, target.repo, target.ref, base_sha=wanted)
+    rows = queries.resolve_rows(connection, target.repo, target.ref, base_sha=wanted)
     if not rows:  # say precisely what is missing: the repository, or the version
-        get_version(session, repos.get_repository(session, target.repo), target.ref)
+        with Session(connection) as session:
+            get_version(session, repos.get_repository(session, target.repo), target.ref)
     where = _spelled(str(target.repo), target.ref)
     row = _only(rows, where, target.ref)
     if target.ref.kind != "digest":

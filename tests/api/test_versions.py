@@ -199,6 +199,18 @@ def test_openapi_documents_the_routes(server: LiveServer) -> None:
         "/api/v1/repos/{namespace}/{name}/tags/{tag}/history",
     ):
         assert path in paths
+    # the resolve route reads its own parameters (see routers/resolve.py), and still documents them
+    resolve = paths["/api/v1/repos/{namespace}/{name}/resolve/{ref}"]["get"]
+    documented = {(p["name"], p["in"], p["required"]) for p in resolve["parameters"]}
+    assert documented == {
+        ("namespace", "path", True),
+        ("name", "path", True),
+        ("ref", "path", True),
+        ("base", "query", False),
+    }
+    assert (
+        "ResolvedVersionOut" in resolve["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    )
     assert server.http.get("/docs").status_code == 200
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request, Response, status
-from sqlalchemy.orm import Session
+from typing import Any
 
-from registry.api.deps import Reader, RegistryDep, get_registry
+from fastapi import APIRouter, Request, Response, status
+from sqlalchemy import Connection
+
+from registry.api.deps import Reader, RegistryDep, authenticate, get_registry
 from registry.api.schemas import (
     ErrorDetail,
     ResolveBatchIn,
@@ -22,26 +24,44 @@ from registry.services import versions
 router = APIRouter(tags=["versions"])
 
 
+def _parameter(name: str, where: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": where,
+        "required": where == "path",
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+# The single resolve takes the bare request: FastAPI's per-request parameter and dependency solving cost
+# about a fifth of this route's throughput (bench/resolve.py), so it reads its parameters itself and
+# declares them to OpenAPI here.
+_RESOLVE_PARAMETERS = [
+    _parameter("namespace", "path", "the repository's namespace"),
+    _parameter("name", "path", "the repository's name"),
+    _parameter("ref", "path", "a tag, #NUMBER (as %23NUMBER), or a sha256: digest or prefix"),
+    _parameter("base", "query", "the base model SHA the caller runs; a mismatch is a 409"),
+]
+
+
 @router.get(
     "/repos/{namespace}/{name}/resolve/{ref}",
     response_model=ResolvedVersionOut,
     responses={304: {"description": "ETag matched"}},
+    openapi_extra={"parameters": _RESOLVE_PARAMETERS},
 )
-async def resolve(
-    namespace: str,
-    name: str,
-    ref: str,
-    request: Request,
-    _: Reader,
-    base: str | None = Query(None, description="the base model SHA the caller runs; a mismatch is a 409"),
-) -> Response:
+async def resolve(request: Request) -> Response:
     """Resolve a reference to one version, for loaders; refuses yanked versions unless named by digest.
 
     ``ETag`` is the version digest (``If-None-Match`` answers 304); digest refs are cached as immutable,
-    tag refs revalidated (``no-cache``). One query, in one worker thread."""
-    target = RepoRef(RepoName.parse(f"{namespace}/{name}"), Ref.parse(ref))
-    resolved = await get_registry(request).read(
-        lambda session: versions.resolve(session, target, base_sha=base)
+    tag refs revalidated (``no-cache``). One query, a lookup on the event loop."""
+    await authenticate(request, "read")
+    path = request.path_params
+    target = RepoRef(RepoName.parse(f"{path['namespace']}/{path['name']}"), Ref.parse(path["ref"]))
+    base = request.query_params.get("base")
+    resolved = await get_registry(request).lookups.run(
+        lambda connection: versions.resolve(connection, target, base_sha=base)
     )
     headers = {
         "ETag": f'"{resolved.digest}"',
@@ -55,18 +75,18 @@ async def resolve(
 @router.post("/resolve")
 async def resolve_batch(body: ResolveBatchIn, registry: RegistryDep, principal: Reader) -> ResolveBatchOut:
     """Resolve many refs in one round trip (a server loading its adapters at start); each answers with
-    its version or its own error, so one bad ref does not fail the rest. One transaction for all."""
-    return await registry.read(
-        lambda session: ResolveBatchOut(
-            results=[_resolve(session, principal, r, body.base) for r in body.refs]
+    its version or its own error, so one bad ref does not fail the rest. One lookup."""
+    return await registry.lookups.run(
+        lambda connection: ResolveBatchOut(
+            results=[_resolve(connection, principal, r, body.base) for r in body.refs]
         )
     )
 
 
-def _resolve(session: Session, principal: Principal, ref: str, base: str | None) -> ResolvedOut:
+def _resolve(connection: Connection, principal: Principal, ref: str, base: str | None) -> ResolvedOut:
     try:
         target = RepoRef.parse(ref)
         principal.require("read", target.repo.namespace)
-        return ResolvedOut(ref=ref, version=resolved_out(versions.resolve(session, target, base_sha=base)))
+        return ResolvedOut(ref=ref, version=resolved_out(versions.resolve(connection, target, base_sha=base)))
     except RegistryError as error:
         return ResolvedOut(ref=ref, error=ErrorDetail(code=error.code, message=error.message))

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.orm import Session
 
 from registry.db.models import Token
 
 
-def get_token_by_hash(session: Session, secret_hash: str) -> Token | None:
-    return session.scalars(select(Token).where(Token.secret_hash == secret_hash)).one_or_none()
+def get_token_by_hash(connection: Connection, secret_hash: str) -> Row[Any] | None:
+    """What authentication needs of the token with this secret hash (a lookup: one statement, no ORM)."""
+    statement = select(
+        Token.id,
+        Token.name,
+        Token.scope,
+        Token.namespaces,
+        Token.expires_at,
+        Token.last_used_at,
+        Token.revoked_at,
+    ).where(Token.secret_hash == secret_hash)
+    return connection.execute(statement).one_or_none()
 
 
 def get_token(session: Session, token_id: int) -> Token | None:
