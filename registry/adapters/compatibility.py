@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from registry.adapters.base_manifest import BaseManifest
+from registry.adapters.base_manifest import BaseManifest, WeightShape
 from registry.adapters.config import LoraConfig, pattern_key
 from registry.adapters.safetensors_header import FLOAT_DTYPES, SafetensorsHeader, TensorInfo
+from registry.adapters.weight_names import WeightIndex
 from registry.errors import InvalidAdapter
 
 PREFIX = "base_model.model."
@@ -65,7 +66,7 @@ def check_adapter(config: LoraConfig, header: SafetensorsHeader, base: BaseManif
     """The adapter's LoRA modules, sorted by name; raises ``InvalidAdapter`` listing every problem found."""
     problems: list[str] = []
     found = _sort_tensors(config, header, problems)
-    index = _BaseIndex(base)
+    index = WeightIndex(base.weights)
     modules = []
     for name in sorted(found.lora):
         module = _check_lora_module(name, found.lora[name], config, index, problems)
@@ -145,7 +146,7 @@ def _unexpected(key: str, config: LoraConfig) -> str:
 
 
 def _check_lora_module(
-    name: str, parts: _Parts, config: LoraConfig, index: _BaseIndex, problems: list[str]
+    name: str, parts: _Parts, config: LoraConfig, index: WeightIndex[WeightShape], problems: list[str]
 ) -> LoraModule | None:
     a, b = parts.a, parts.b
     if a is None or b is None:
@@ -244,7 +245,7 @@ def _check_bias(name: str, parts: _Parts, config: LoraConfig, out_features: int,
         )
 
 
-def _check_base_copies(found: _Sorted, index: _BaseIndex, problems: list[str]) -> None:
+def _check_base_copies(found: _Sorted, index: WeightIndex[WeightShape], problems: list[str]) -> None:
     """``M.base_layer.weight`` is allowed for a LoRA'd module M and must equal M's base weight in shape."""
     for module, info in sorted(found.base_copies.items()):
         if module not in found.lora:
@@ -262,7 +263,7 @@ def _check_base_copies(found: _Sorted, index: _BaseIndex, problems: list[str]) -
 
 
 def _check_saved_modules(
-    saved: dict[str, dict[str, TensorInfo]], index: _BaseIndex, problems: list[str]
+    saved: dict[str, dict[str, TensorInfo]], index: WeightIndex[WeightShape], problems: list[str]
 ) -> None:
     """Full weights of ``modules_to_save`` must match the base weight; a bias must match its out dim."""
     for module, params in sorted(saved.items()):
@@ -283,7 +284,9 @@ def _check_saved_modules(
             )
 
 
-def _resolve(name: str, index: _BaseIndex, problems: list[str], *, what: str = "module") -> str | None:
+def _resolve(
+    name: str, index: WeightIndex[WeightShape], problems: list[str], *, what: str = "module"
+) -> str | None:
     base_key, candidates = index.resolve(name)
     if base_key is not None:
         return base_key
@@ -301,48 +304,6 @@ def _resolve(name: str, index: _BaseIndex, problems: list[str], *, what: str = "
             f"differs only by a leading prefix{hint}; is the adapter for a different base model?"
         )
     return None
-
-
-class _BaseIndex:
-    """Looks adapter module names up among the base's ``<module>.weight`` keys."""
-
-    def __init__(self, base: BaseManifest) -> None:
-        self.weights = {k: w for k, w in base.weights.items() if len(w.shape) == 2}
-        self._modules = {k.removesuffix(".weight"): k for k in self.weights if k.endswith(".weight")}
-        self._by_suffix: dict[str, list[str]] | None = None
-
-    def resolve(self, module: str) -> tuple[str | None, tuple[str, ...]]:
-        """(weight key, candidates): the exact ``module.weight``, else the unique dot-boundary suffix match.
-
-        Matching goes both ways, since base files often lack or add a prefix such as ``model.``. The key is
-        None when nothing matches (no candidates) or several do.
-        """
-        exact = self._modules.get(module)
-        if exact is not None:
-            return exact, (exact,)
-        found = set(self._suffix_index().get(module, ()))
-        found.update(tail for tail in _dot_suffixes(module) if tail in self._modules)
-        candidates = tuple(sorted(self._modules[m] for m in found))
-        return (candidates[0] if len(candidates) == 1 else None), candidates
-
-    def near(self, module: str, limit: int = 3) -> list[str]:
-        """A few base weights whose module has the same last name as ``module``, for error hints."""
-        last = module.rpartition(".")[2]
-        return [self._modules[m] for m in sorted(self._suffix_index().get(last, ()))[:limit]]
-
-    def _suffix_index(self) -> dict[str, list[str]]:
-        if self._by_suffix is None:
-            self._by_suffix = defaultdict(list)
-            for module in self._modules:
-                for tail in _dot_suffixes(module):
-                    self._by_suffix[tail].append(module)
-        return self._by_suffix
-
-
-def _dot_suffixes(name: str) -> list[str]:
-    """The proper suffixes of ``name`` that start after a dot: "a.b.c" -> ["b.c", "c"]."""
-    parts = name.split(".")
-    return [".".join(parts[i:]) for i in range(1, len(parts))]
 
 
 def _key(module: str, kind: str, role: str) -> str:

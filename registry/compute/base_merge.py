@@ -25,6 +25,7 @@ import torch
 
 from registry.adapters.base_manifest import INDEX_FILE, SINGLE_FILE
 from registry.adapters.safetensors_header import SafetensorsHeader, TensorInfo, parse_header_file
+from registry.adapters.weight_names import WeightIndex
 from registry.compute.device import select_device
 from registry.compute.lora import IncompatibleAdapters, LoraAdapter, LoraModule
 
@@ -133,25 +134,6 @@ def merge_into_base(
     return report
 
 
-def resolve_weight(module: str, weights: dict[str, Any]) -> tuple[str | None, list[str]]:
-    """The base weight of ``module`` among 2-D ``…weight`` tensor names, as the compatibility check does:
-    the exact ``<module>.weight``, else the unique match differing only by a leading dot-separated prefix
-    (either side may carry it). Returns ``(key or None, candidates)``."""
-    exact = f"{module}.weight"
-    if exact in weights:
-        return exact, [exact]
-    candidates = sorted(
-        key
-        for key in weights
-        if key.endswith(".weight")
-        and (
-            key.endswith(f".{exact}")  # the base adds a prefix
-            or exact.endswith(f".{key}")  # the adapter adds one
-        )
-    )
-    return (candidates[0] if len(candidates) == 1 else None), candidates
-
-
 def _refuse_unsupported(adapter: LoraAdapter) -> None:
     config = adapter.config
     if config.get("lora_bias"):
@@ -170,17 +152,21 @@ def _refuse_unsupported(adapter: LoraAdapter) -> None:
 
 def _plan(adapter: LoraAdapter, weights: SafetensorsWeights) -> dict[str, str]:
     """adapter module -> base tensor name, after checking every module; raises listing all problems."""
-    two_d = {name: None for name in weights.locations if len(weights.info(name).shape) == 2}
+    index = WeightIndex({name: weights.info(name) for name in weights.locations})
     plan: dict[str, str] = {}
     problems = []
     for name, module in sorted(adapter.modules.items()):
-        key, candidates = resolve_weight(name, two_d)
+        key, candidates = index.resolve(name)
         if key is None:
-            problems.append(
-                f"module {name!r} matches several base weights ({', '.join(candidates[:5])})"
-                if candidates
-                else f"module {name!r} has no weight in the base ({name + '.weight'!r} or a prefix variant)"
-            )
+            if candidates:
+                problems.append(f"module {name!r} matches several base weights ({', '.join(candidates[:5])})")
+            else:
+                near = index.near(name)
+                hint = f"; the base has e.g. {', '.join(repr(k) for k in near)}" if near else ""
+                problems.append(
+                    f"module {name!r} has no weight in the base "
+                    f"({name + '.weight'!r} or a prefix variant{hint})"
+                )
             continue
         info = weights.info(key)
         expected = module.shape[::-1] if module.transposed_in_base else module.shape
