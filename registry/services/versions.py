@@ -12,6 +12,7 @@ from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from registry.db import queries
+from registry.db.lookups import Lookups
 from registry.db.models import Repository, Version
 from registry.errors import BaseMismatch, Gone, InvalidInput, NotFound
 from registry.refs import Ref, RepoRef, validate_file_path
@@ -56,15 +57,14 @@ class Resolved:
     base_content_digest: str
 
 
-def resolve(connection: Connection, target: RepoRef, *, base_sha: str | None = None) -> Resolved:
+async def resolve(lookups: Lookups, target: RepoRef, *, base_sha: str | None = None) -> Resolved:
     """Resolve a reference (refusing yanked versions unless named by digest), refusing it when the caller
-    runs a different base model. One indexed query when the reference resolves (a lookup, see
-    :mod:`registry.db.lookups`)."""
+    runs a different base model. One indexed query, a lookup (see :mod:`registry.db.lookups`), when the
+    reference resolves."""
     wanted = validate_sha(base_sha) if base_sha is not None else None
-    rows = queries.resolve_rows(connection, target.repo, target.ref, base_sha=wanted)
+    rows = await lookups.rows(*queries.resolve_query(target.repo, target.ref, base_sha=wanted))
     if not rows:  # say precisely what is missing: the repository, or the version
-        with Session(connection) as session:
-            get_version(session, repos.get_repository(session, target.repo), target.ref)
+        await lookups.run(lambda connection: _explain_missing(connection, target))
     where = _spelled(str(target.repo), target.ref)
     row = _only(rows, where, target.ref)
     if target.ref.kind != "digest":
@@ -89,6 +89,12 @@ def resolve(connection: Connection, target: RepoRef, *, base_sha: str | None = N
         base_sha=row.base_sha,
         base_content_digest=row.base_content_digest,
     )
+
+
+def _explain_missing(connection: Connection, target: RepoRef) -> None:
+    """Raise NotFound for the repository or the version that ``target`` names and does not exist."""
+    with Session(connection) as session:
+        get_version(session, repos.get_repository(session, target.repo), target.ref)
 
 
 def _spelled(repo: str, ref: Ref) -> str:

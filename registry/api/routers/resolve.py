@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
-from sqlalchemy import Connection
 
-from registry.api.deps import Reader, RegistryDep, authenticate, get_registry
+from registry.api.deps import Reader, Registry, RegistryDep, authenticate, get_registry
 from registry.api.schemas import (
     ErrorDetail,
     ResolveBatchIn,
@@ -60,9 +59,7 @@ async def resolve(request: Request) -> Response:
     path = request.path_params
     target = RepoRef(RepoName.parse(f"{path['namespace']}/{path['name']}"), Ref.parse(path["ref"]))
     base = request.query_params.get("base")
-    resolved = await get_registry(request).lookups.run(
-        lambda connection: versions.resolve(connection, target, base_sha=base)
-    )
+    resolved = await versions.resolve(get_registry(request).lookups, target, base_sha=base)
     headers = {
         "ETag": f'"{resolved.digest}"',
         "Cache-Control": "public, max-age=31536000, immutable" if target.ref.kind == "digest" else "no-cache",
@@ -75,18 +72,15 @@ async def resolve(request: Request) -> Response:
 @router.post("/resolve")
 async def resolve_batch(body: ResolveBatchIn, registry: RegistryDep, principal: Reader) -> ResolveBatchOut:
     """Resolve many refs in one round trip (a server loading its adapters at start); each answers with
-    its version or its own error, so one bad ref does not fail the rest. One lookup."""
-    return await registry.lookups.run(
-        lambda connection: ResolveBatchOut(
-            results=[_resolve(connection, principal, r, body.base) for r in body.refs]
-        )
-    )
+    its version or its own error, so one bad ref does not fail the rest. One lookup per ref."""
+    return ResolveBatchOut(results=[await _resolve(registry, principal, r, body.base) for r in body.refs])
 
 
-def _resolve(connection: Connection, principal: Principal, ref: str, base: str | None) -> ResolvedOut:
+async def _resolve(registry: Registry, principal: Principal, ref: str, base: str | None) -> ResolvedOut:
     try:
         target = RepoRef.parse(ref)
         principal.require("read", target.repo.namespace)
-        return ResolvedOut(ref=ref, version=resolved_out(versions.resolve(connection, target, base_sha=base)))
+        resolved = await versions.resolve(registry.lookups, target, base_sha=base)
+        return ResolvedOut(ref=ref, version=resolved_out(resolved))
     except RegistryError as error:
         return ResolvedOut(ref=ref, error=ErrorDetail(code=error.code, message=error.message))

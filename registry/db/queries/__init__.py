@@ -42,7 +42,7 @@ from registry.db.queries.versions import (
     list_versions,
     newest_unyanked_version,
     next_version_number,
-    resolve_rows,
+    resolve_query,
     versions_on_base,
 )
 from registry.db.queries.webhooks import (
@@ -89,7 +89,7 @@ __all__ = [
     "newest_unyanked_version",
     "next_version_number",
     "record_blob",
-    "resolve_rows",
+    "resolve_query",
     "tag_history",
     "tags_by_version",
     "tags_of_version",

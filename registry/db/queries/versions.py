@@ -6,7 +6,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Row, Select, bindparam, func, literal, select
+from sqlalchemy import Select, bindparam, func, literal, select
 from sqlalchemy.orm import Session
 
 from registry.db.models import (
@@ -93,16 +93,15 @@ def _resolve_statement(kind: str, *, with_base: bool) -> Select[Any]:
     return _named_by(statement, kind).limit(2)
 
 
-def resolve_rows(
-    connection: Connection, repo: RepoName, ref: Ref, *, base_sha: str | None
-) -> Sequence[Row[Any]]:
-    """What a loader needs of the versions ``ref`` names in ``repo``, in one indexed query: the version's
-    own columns (its files are on the row), its base, and whether the base answers to ``base_sha``."""
+def resolve_query(repo: RepoName, ref: Ref, *, base_sha: str | None) -> tuple[Select[Any], dict[str, Any]]:
+    """The lookup of what a loader needs of the versions ``ref`` names in ``repo``, in one indexed query
+    (a prebuilt statement and its parameters): the version's own columns (its files are on the row), its
+    base, and whether the base answers to ``base_sha``."""
     statement = _resolve_statement(_ref_kind(ref), with_base=base_sha is not None)
     parameters = {"namespace": repo.namespace, "name": repo.name, "ref": _ref_parameter(ref)}
     if base_sha is not None:
         parameters["base_sha"] = base_sha
-    return connection.execute(statement, parameters).all()
+    return statement, parameters
 
 
 def list_versions(session: Session, repository: Repository, *, limit: int, offset: int) -> Sequence[Version]:
