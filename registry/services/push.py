@@ -27,7 +27,7 @@ from registry.adapters.safetensors_header import SafetensorsHeader, parse_header
 from registry.db import queries
 from registry.db.models import BaseModel, Repository, Version, VersionParent
 from registry.errors import InvalidAdapter, InvalidInput
-from registry.refs import DEFAULT_TAG, RepoName, RepoRef, validate_name
+from registry.refs import DEFAULT_TAG, Ref, RepoName, RepoRef, validate_name
 from registry.services import repos, webhooks
 from registry.services.bases import find_base, get_base
 from registry.services.blobs import FileEntry, check_files, upload_blob
@@ -85,7 +85,7 @@ def push_version(
     digest = hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     repository = repos.create_repository(session, repo)
-    version = queries.get_version_by_digest(session, repository, digest)
+    version = next(iter(queries.find_versions(session, repository, Ref.digest(digest))), None)
     created = version is None
     if version is None:
         parents = _parents(session, repository, request.parents)

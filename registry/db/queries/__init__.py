@@ -38,7 +38,6 @@ from registry.db.queries.tokens import (
 from registry.db.queries.versions import (
     add_files,
     find_versions,
-    get_version_by_digest,
     list_versions,
     newest_unyanked_version,
     next_version_number,
@@ -75,7 +74,6 @@ __all__ = [
     "get_tag_with_version",
     "get_token",
     "get_token_by_hash",
-    "get_version_by_digest",
     "get_webhook",
     "insert_tag_if_absent",
     "known_blobs",

@@ -25,12 +25,6 @@ def next_version_number(session: Session, repository: Repository) -> int:
     return (current or 0) + 1
 
 
-def get_version_by_digest(session: Session, repository: Repository, digest: str) -> Version | None:
-    return session.scalars(
-        select(Version).where(Version.repository_id == repository.id, Version.digest == digest)
-    ).one_or_none()
-
-
 def _ref_kind(ref: Ref) -> str:
     return "prefix" if ref.kind == "digest" and len(ref.value) < 64 else ref.kind
 
