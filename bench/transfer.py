@@ -6,10 +6,12 @@ For each blob store (the local directory, and S3 through ``rclone serve s3``), s
 serve`` on a free port (SQLite in a temporary LOREG_HOME unless told otherwise), registers a synthetic
 base model (shape manifest only), builds LoRA adapters of about 1, 16 and 128 MB, and for each
 measures, in this process through the real CLI commands:
-push (hash + batch check + upload + commit), pull (download + verify + write), a plain
+push (hash + batch check + upload + commit), a cold pull (an empty client cache: download + verify +
+write), a warm pull (every blob already in the client cache: no bytes fetched), a plain
 ``shutil.copyfile`` of the same bytes (the baseline), sha256 of the same bytes (what verifying a
-pull costs at least), and a re-push of unchanged content.
-Targets: pull of ≥ 16 MB within 3× of the plain copy; a re-push moves 0 blob bytes.
+pull costs at least), and a re-push of unchanged content. The client cache lives in the run's
+temporary directory, never in the user's.
+Targets: a cold pull of ≥ 16 MB within 3× of the plain copy; a re-push moves 0 blob bytes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextlib
 import hashlib
 import io
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -85,6 +88,25 @@ def lorareg(url: str, *args: str) -> dict:
     return json.loads(out.getvalue())
 
 
+def pull(url: str, repo: str, output: Path, cache: Path) -> dict:
+    """``lorareg pull`` with ``LOREG_CACHE=cache``."""
+    previous = os.environ.get("LOREG_CACHE")
+    os.environ["LOREG_CACHE"] = str(cache)
+    try:
+        return lorareg(url, "pull", repo, "-o", str(output))
+    finally:
+        if previous is None:
+            del os.environ["LOREG_CACHE"]
+        else:
+            os.environ["LOREG_CACHE"] = previous
+
+
+def cold_pull(url: str, repo: str, output: Path, caches: Path) -> dict:
+    """A pull into an empty client cache of its own: every byte comes from the server."""
+    caches.mkdir(exist_ok=True)
+    return pull(url, repo, output, Path(tempfile.mkdtemp(dir=caches)))
+
+
 def best_of(repeat: int, fn, *args) -> tuple[float, object]:
     """The fastest of ``repeat`` calls of ``fn(*args)``: (seconds, its result)."""
     runs = []
@@ -128,7 +150,7 @@ def measure(url: str, work: Path, sizes: list[int], repeat: int) -> None:
     httpx.post(f"{url}/api/v1/bases", json={"name": "bench-llama", "manifest": base}).raise_for_status()
     print(
         f"{'size':>8} {'push MB/s':>10} {'pull MB/s':>10} {'copy MB/s':>10} "
-        f"{'pull/copy':>10} {'sha256 MB/s':>12} {'re-push s':>10} {'re-push bytes':>14}"
+        f"{'pull/copy':>10} {'sha256 MB/s':>12} {'warm pull s':>12} {'re-push s':>10} {'re-push bytes':>14}"
     )
     for megabytes in sizes:
         adapter = work / f"adapter-{megabytes}"
@@ -140,12 +162,15 @@ def measure(url: str, work: Path, sizes: list[int], repeat: int) -> None:
         push_args = ("push", str(adapter), repo, "--base", base["content_digest"])
         push_s, _ = best_of(1, lorareg, url, *push_args)
         repush_s, repush = best_of(repeat, lorareg, url, *push_args)
-        pull_s, _ = best_of(repeat, lorareg, url, "pull", repo, "-o", str(work / f"pulled-{megabytes}"))
+        pulled, caches = work / f"pulled-{megabytes}", work / f"caches-{megabytes}"
+        pull_s, _ = best_of(repeat, cold_pull, url, repo, pulled, caches)
+        warm_s, _ = best_of(repeat, pull, url, repo, pulled, next(caches.iterdir()))
         copy_s, _ = best_of(repeat, shutil.copyfile, weights, work / f"copy-{megabytes}")
         hash_s, _ = best_of(repeat, sha256_of, weights)
         print(
             f"{megabytes:>6}MB {mb / push_s:>10.0f} {mb / pull_s:>10.0f} {mb / copy_s:>10.0f} "
-            f"{pull_s / copy_s:>9.1f}x {mb / hash_s:>12.0f} {repush_s:>10.3f} {repush['uploaded_bytes']:>14}"
+            f"{pull_s / copy_s:>9.1f}x {mb / hash_s:>12.0f} {warm_s:>12.3f} {repush_s:>10.3f} "
+            f"{repush['uploaded_bytes']:>14}"
         )
 
 

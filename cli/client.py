@@ -177,7 +177,7 @@ class RegistryClient:
             if response.is_error:
                 response.read()
                 _raise_for_error(response)
-            for chunk in response.iter_bytes(CHUNK):
+            for chunk in response.iter_bytes():  # as received: re-chunking only copies
                 bar.update(len(chunk))
                 yield chunk
 
