@@ -1,7 +1,7 @@
 """Resolve throughput and latency through a running lorareg server, next to its health endpoint.
 
     python bench/resolve.py [--databases sqlite,postgres] [--repos 1000] [--versions 10] [--requests 2000]
-                            [--rounds 3]
+                            [--rounds 3] [--auth]
 
 For each database (SQLite in a temporary LOREG_HOME; PostgreSQL in a fresh database of its own, the
 one the tests use), fills the registry with ``--repos`` repositories × ``--versions`` versions directly
@@ -43,6 +43,7 @@ from registry.refs import RepoName
 from registry.services.bases import register_base
 from registry.services.blobs import FileEntry, upload_blob
 from registry.services.push import PushRequest, push_version
+from registry.services.tokens import create_token
 from registry.storage import open_blob_store
 from tests.server_process import Result, drive, running_server
 
@@ -165,22 +166,34 @@ def median_run(runs: list[Result]) -> Result:
     return sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
 
 
-def measure(url: str, targets: list[Target], requests: int, time_limit: float, rounds: int) -> bool:
-    """Print one table: health and resolve at each concurrency level, each the median of ``rounds``
-    interleaved runs; return whether the targets hold."""
+def reader_token(url: str) -> str:
+    """A new read-scoped token's secret, for a server with ``LOREG_AUTH=required``."""
+    db = Database.connect(url)
+    try:
+        with db.transaction() as session:
+            return create_token(session, name="bench-reader", scope="read")[1]
+    finally:
+        db.dispose()
+
+
+def measure(
+    url: str, targets: list[Target], requests: int, time_limit: float, rounds: int, headers: dict[str, str]
+) -> bool:
+    """Print one table: health and resolve (with ``headers``) at each concurrency level, each the median
+    of ``rounds`` interleaved runs; return whether the targets hold."""
     print(
         f"{'clients':>7} {'health req/s':>12} {'resolve req/s':>13} {'health/resolve':>14} "
         f"{'p50 ms':>8} {'p99 ms':>8} {'health p99':>10} {'n':>6} {'errors':>6}  targets"
     )
     ok = True
     # warm the server's caches and pools on every kind of ref
-    asyncio.run(drive(url, resolve_paths(targets, 200, seed=1), 4, time_limit))
+    asyncio.run(drive(url, resolve_paths(targets, 200, seed=1), 4, time_limit, headers))
     for level in LEVELS:
         healths, resolves = [], []
         for round_ in range(rounds):
             healths.append(asyncio.run(drive(url, ["/api/v1/health"] * requests, level, time_limit)))
             paths = resolve_paths(targets, requests, seed=level * 100 + round_)
-            resolves.append(asyncio.run(drive(url, paths, level, time_limit)))
+            resolves.append(asyncio.run(drive(url, paths, level, time_limit, headers)))
         health, resolve = median_run(healths), median_run(resolves)
         ratio = health.rate / resolve.rate
         p99 = resolve.percentile_ms(99)
@@ -237,6 +250,9 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved runs per level (the median counts)"
     )
+    parser.add_argument(
+        "--auth", action="store_true", help="LOREG_AUTH=required: every resolve sends a read token"
+    )
     args = parser.parse_args()
 
     print(
@@ -261,9 +277,15 @@ def main() -> None:
                     f"\n{database}: populated {len(targets)} versions in {populated:.1f} s "
                     f"({len(targets) / populated:.0f} versions/s, through the services in-process)"
                 )
-                with running_server(home, {"LOREG_DATABASE_URL": url}) as server:
-                    print(f"server {server}")
-                    ok = measure(server, targets, args.requests, args.time_limit, args.rounds) and ok
+                settings, headers = {"LOREG_DATABASE_URL": url}, {}
+                if args.auth:
+                    settings["LOREG_AUTH"] = "required"
+                    headers["Authorization"] = f"Bearer {reader_token(url)}"
+                with running_server(home, settings) as server:
+                    auth = " (LOREG_AUTH=required; resolves send a read token)" if args.auth else ""
+                    print(f"server {server}{auth}")
+                    measured = measure(server, targets, args.requests, args.time_limit, args.rounds, headers)
+                    ok = measured and ok
     print(f"\ntargets at 16 clients (resolve ≥ health/2, p99 < 50 ms): {'met' if ok else 'NOT met'}")
 
 

@@ -64,8 +64,11 @@ class Result:
         return float(np.percentile(self.latencies, q)) * 1000 if self.latencies else float("nan")
 
 
-async def drive(url: str, paths: list[str], concurrency: int, time_limit: float) -> Result:
-    """Send ``paths`` over ``concurrency`` keep-alive connections (stopping at ``time_limit`` seconds).
+async def drive(
+    url: str, paths: list[str], concurrency: int, time_limit: float, headers: dict[str, str] | None = None
+) -> Result:
+    """Send ``paths`` (with ``headers``) over ``concurrency`` keep-alive connections (stopping at
+    ``time_limit`` seconds).
 
     The client is a bare HTTP/1.1 loop on asyncio streams rather than httpx: it shares the server's
     cores, and a heavier client would measure itself."""
@@ -85,7 +88,7 @@ async def drive(url: str, paths: list[str], concurrency: int, time_limit: float)
             if time.perf_counter() > deadline:
                 return
             t0 = time.perf_counter()
-            status = await get(reader, writer, path)
+            status = await get(reader, writer, path, headers)
             latencies.append(time.perf_counter() - t0)
             errors += status != 200
 
@@ -97,9 +100,15 @@ async def drive(url: str, paths: list[str], concurrency: int, time_limit: float)
     return Result(len(latencies), time.perf_counter() - start, latencies, errors)
 
 
-async def get(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str) -> int:
+async def get(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    path: str,
+    headers: dict[str, str] | None = None,
+) -> int:
     """One keep-alive HTTP/1.1 GET; its status code (the body is read and dropped)."""
-    writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n\r\n".encode())
+    lines = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+    writer.write(f"GET {path} HTTP/1.1\r\nHost: bench\r\n{lines}\r\n".encode())
     head = await reader.readuntil(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n")[1:]:

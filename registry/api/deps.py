@@ -105,7 +105,7 @@ async def authenticate(request: Request, scope: str) -> Principal:
     header = request.headers.get("authorization")
     if header is None and scope == "read" and settings.anonymous_read:
         return ANONYMOUS_READER
-    principal = await registry.lookups.run(lambda connection: tokens.authenticate(connection, header))
+    principal = await tokens.authenticate(registry.lookups, header)
     principal.require(scope, request.path_params.get("namespace"))
     if principal.stale_last_use:
         async with registry.session_slots:

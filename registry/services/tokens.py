@@ -10,10 +10,10 @@ import secrets
 from collections.abc import Sequence
 from datetime import timedelta
 
-from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from registry.db import queries
+from registry.db.lookups import Lookups
 from registry.db.models import Token, as_utc, utcnow
 from registry.errors import InvalidInput, NotFound, Unauthorized
 from registry.principal import SCOPES, Principal
@@ -56,7 +56,7 @@ def create_token(
     return token, secret
 
 
-def authenticate(connection: Connection, authorization: str | None) -> Principal:
+async def authenticate(lookups: Lookups, authorization: str | None) -> Principal:
     """The principal behind an ``Authorization: Bearer …`` header; raise :class:`Unauthorized`. One
     read-only statement (a lookup, see :mod:`registry.db.lookups`)."""
     if not authorization:
@@ -65,7 +65,8 @@ def authenticate(connection: Connection, authorization: str | None) -> Principal
     secret = secret.strip()
     if kind.lower() != "bearer" or not secret.startswith(SECRET_PREFIX):
         raise Unauthorized(f"malformed Authorization header: expected 'Bearer {SECRET_PREFIX}…'")
-    token = queries.get_token_by_hash(connection, hash_secret(secret))
+    rows = await lookups.rows(*queries.token_query(hash_secret(secret)))
+    token = rows[0] if rows else None
     now = utcnow()
     if token is None:
         raise Unauthorized("unknown token; check LOREG_TOKEN or create a new one")

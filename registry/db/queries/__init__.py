@@ -31,8 +31,8 @@ from registry.db.queries.tags import (
 from registry.db.queries.tokens import (
     any_active_admin,
     get_token,
-    get_token_by_hash,
     list_tokens,
+    token_query,
     touch_token,
 )
 from registry.db.queries.versions import (
@@ -73,7 +73,6 @@ __all__ = [
     "get_tag",
     "get_tag_with_version",
     "get_token",
-    "get_token_by_hash",
     "get_webhook",
     "insert_tag_if_absent",
     "known_blobs",
@@ -91,6 +90,7 @@ __all__ = [
     "tag_history",
     "tags_by_version",
     "tags_of_version",
+    "token_query",
     "touch_token",
     "unfinished_jobs",
     "versions_on_base",

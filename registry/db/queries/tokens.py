@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from registry.db.models import Token
 
 
-def get_token_by_hash(connection: Connection, secret_hash: str) -> Row[Any] | None:
-    """What authentication needs of the token with this secret hash (a lookup: one statement, no ORM)."""
-    statement = select(
+@functools.cache
+def _token_statement() -> Select[Any]:
+    return select(
         Token.id,
         Token.name,
         Token.scope,
@@ -22,8 +23,13 @@ def get_token_by_hash(connection: Connection, secret_hash: str) -> Row[Any] | No
         Token.expires_at,
         Token.last_used_at,
         Token.revoked_at,
-    ).where(Token.secret_hash == secret_hash)
-    return connection.execute(statement).one_or_none()
+    ).where(Token.secret_hash == bindparam("secret_hash"))
+
+
+def token_query(secret_hash: str) -> tuple[Select[Any], dict[str, Any]]:
+    """The lookup of what authentication needs of the token with this secret hash (a prebuilt statement
+    and its parameters, see ``Lookups.rows``)."""
+    return _token_statement(), {"secret_hash": secret_hash}
 
 
 def get_token(session: Session, token_id: int) -> Token | None:
