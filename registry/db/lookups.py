@@ -19,12 +19,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import anyio
+import psycopg
 from psycopg.rows import namedtuple_row
 from sqlalchemy import Connection, Engine, Select
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from registry.db.session import SQLITE_BEGIN, make_engine
+from registry.errors import Unavailable
 
 T = TypeVar("T")
 # Connections for lookups, per process. SQLite's inline lookups run one at a time per event loop; an
@@ -65,7 +68,12 @@ class Lookups:
             with self._engine.connect() as connection:
                 return work(connection)
         async with self._turns, self._async_engine.connect() as connection:
-            return await connection.run_sync(work)
+            try:
+                return await connection.run_sync(work)
+            except DBAPIError as error:
+                if error.connection_invalidated:  # SQLAlchemy dropped the connection from the pool
+                    raise _lost(error) from error
+                raise
 
     async def rows(self, statement: Select[Any], parameters: Mapping[str, Any]) -> Sequence[Any]:
         """The rows of one prebuilt SELECT (built once and reused, as the ``functools.cache`` builders in
@@ -76,9 +84,15 @@ class Lookups:
         sql, defaults = self._compile(statement)
         async with self._turns, self._async_engine.connect() as connection:
             driver_connection = (await connection.get_raw_connection()).driver_connection
-            async with driver_connection.cursor(row_factory=namedtuple_row) as cursor:
-                await cursor.execute(sql, {**defaults, **parameters})
-                return await cursor.fetchall()
+            try:
+                async with driver_connection.cursor(row_factory=namedtuple_row) as cursor:
+                    await cursor.execute(sql, {**defaults, **parameters})
+                    return await cursor.fetchall()
+            except psycopg.OperationalError as error:
+                if driver_connection.broken:  # not through SQLAlchemy: drop it from the pool here
+                    await connection.invalidate(error)
+                    raise _lost(error) from error
+                raise
 
     def _compile(self, statement: Select[Any]) -> tuple[str, dict[str, Any]]:
         """The statement's SQL for the driver, with the values of the parameters it binds itself."""
@@ -94,3 +108,7 @@ class Lookups:
             self._engine.dispose()
         else:
             await self._async_engine.dispose()
+
+
+def _lost(error: Exception) -> Unavailable:
+    return Unavailable(f"lost the connection to the database ({error}); retry: the next lookup reconnects")
