@@ -25,6 +25,11 @@ STATUS_BY_ERROR: list[tuple[type[errors.RegistryError], int]] = [
     (errors.Forbidden, status.HTTP_403_FORBIDDEN),
 ]
 
+HEADERS_BY_ERROR: list[tuple[type[errors.RegistryError], dict[str, str]]] = [
+    (errors.Unauthorized, {"WWW-Authenticate": 'Bearer realm="lorareg"'}),
+    (errors.Unavailable, {"Retry-After": "1"}),  # worth retrying soon: a lost connection is replaced at once
+]
+
 
 def error_response(
     request: Request, status_code: int, code: str, message: str, headers: Mapping[str, str] | None = None
@@ -51,8 +56,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(errors.RegistryError)
     async def _registry_error(request: Request, exc: errors.RegistryError) -> Response:
-        challenge = isinstance(exc, errors.Unauthorized)
-        headers = {"WWW-Authenticate": 'Bearer realm="lorareg"'} if challenge else None
+        headers = next((h for cls, h in HEADERS_BY_ERROR if isinstance(exc, cls)), None)
         return error_response(request, status_for(exc), exc.code, exc.message, headers=headers)
 
     @app.exception_handler(RequestValidationError)

@@ -1,20 +1,24 @@
 """Lookups on PostgreSQL survive a lost connection: the lookup that finds it dead is a retryable
-``Unavailable`` (a 503), and the next one reconnects, on both the fast path (``rows``, straight on psycopg)
-and the general one (``run``, through SQLAlchemy)."""
+``Unavailable`` (a 503 with ``Retry-After``), and the next one reconnects, on both the fast path
+(``rows``, straight on psycopg) and the general one (``run``, through SQLAlchemy)."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
+from registry.config import Settings
 from registry.db import migrate, queries
 from registry.db.lookups import Lookups
 from registry.errors import Unavailable
+from tests.conftest import start_server
 from tests.service_checks import fresh_postgres_database
 
 UNKNOWN_SECRET_HASH = "0" * 64
@@ -66,3 +70,17 @@ def test_a_lost_connection_fails_one_lookup_and_the_next_reconnects(postgres_url
             await lookups.close()
 
     asyncio.run(scenario())
+
+
+def test_a_server_answers_503_once_then_resolves_again(postgres_url: str, tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, database_url=postgres_url)
+    for url in start_server(settings):
+        with httpx.Client(base_url=url, timeout=30) as http:
+            missing = "/api/v1/repos/acme/nothing/resolve/latest"
+            assert http.get(missing).status_code == 404  # both lookups ran: the version's, then the reason's
+            assert terminate_other_backends(postgres_url) >= 1
+            lost = http.get(missing)
+            assert lost.status_code == 503 and lost.headers["retry-after"] == "1", lost.text
+            assert lost.json()["error"]["code"] == "unavailable"
+            again = http.get(missing)
+            assert again.status_code == 404 and "acme/nothing" in again.json()["error"]["message"]
