@@ -49,7 +49,7 @@ class SentStatements:
     execution."""
 
     def __init__(self, lookups: Lookups, trace: Path) -> None:
-        self.sent: list[str] = []
+        self._recorded: list[str] = []
         self._trace_path = trace
         self._traced = lookups.engine.dialect.name == "postgresql"
         if self._traced:
@@ -59,7 +59,7 @@ class SentStatements:
             event.listen(lookups.engine, "before_cursor_execute", self._record)
 
     def _record(self, _conn, _cursor, statement: str, *_args) -> None:  # type: ignore[no-untyped-def]
-        self.sent.append(statement)
+        self._recorded.append(statement)
 
     def _trace_connection(self, dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
         pgconn = dbapi_connection.driver_connection.pgconn
@@ -88,11 +88,12 @@ class SentStatements:
         found.extend(self._statements()[before:])
 
     def _statements(self) -> list[str]:
-        return self._from_trace() if self._traced else self.sent
+        return self._from_trace() if self._traced else self._recorded
 
 
 @pytest.fixture
 def sent(lookups: Lookups, tmp_path: Path) -> SentStatements:
+    # The trace file stays open as long as this object: libpq writes to it until the lookups close.
     return SentStatements(lookups, tmp_path / "libpq.trace")
 
 
