@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from registry.storage.base import SHA256_HEX
+from cli.server_files import hex_digest
 
 READ_ONLY = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 
@@ -43,8 +43,9 @@ class BlobCache:
         self.root = root.expanduser()
 
     def path(self, digest: str) -> Path:
-        if not SHA256_HEX.match(digest):
-            raise ValueError(f"not a sha256 hex digest: {digest!r}")
+        """Where blob ``digest`` (64 hex) lives. Anything else raises ``InvalidInput``: no name a server
+        sent becomes a path in the cache."""
+        hex_digest(f"sha256:{digest}", "blob digest")
         return self.root / "blobs" / "sha256" / digest[:2] / digest
 
     def get(self, digest: str, size: int | None = None) -> Path | None:

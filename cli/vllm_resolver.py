@@ -11,7 +11,8 @@ Requests naming ``model="acme/support-bot:prod"`` are then resolved through lora
 (``LOREG_CACHE``; a digest is fetched once per machine) and handed to vLLM as a ``LoRARequest``.
 Adapters made for another base are refused: by SHA when ``LOREG_SERVED_BASE`` is set, else by the base
 model's registered name against the name vLLM serves — vLLM itself checks neither, and a mismatched
-adapter silently serves wrong output.
+adapter silently serves wrong output. A version whose file list is unsafe to write
+(:func:`cli.server_files.check_version`) raises :class:`InvalidInput` before anything is created.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import Any
 from cli.cache import BlobCache
 from cli.client import ApiError, RegistryClient
 from cli.credentials import load_token
+from cli.server_files import check_version
 from registry.config import Settings
 from registry.errors import InvalidInput
 from registry.refs import RepoRef
@@ -80,7 +82,7 @@ class LoraregResolver:
                 base_model_name,
             )
             return None
-        digest = version["digest"].removeprefix("sha256:")
+        digest = check_version(version)  # materialized into a new staging directory
         return LoRARequest(
             lora_name=lora_name,
             lora_int_id=int(digest[:15], 16) + 1,
@@ -94,10 +96,14 @@ class LoraregResolver:
             return directory
         directory.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=directory.parent))
-        self.client.fetch_version(version, staging, cache=self.cache)
         try:
+            self.client.fetch_version(version, staging, cache=self.cache)
             os.rename(staging, directory)
-        except OSError:  # another process made it first: the same content
+        except OSError:
+            if not directory.is_dir():
+                raise
+            # another process made it first: the same content
+        finally:
             shutil.rmtree(staging, ignore_errors=True)
         return directory
 

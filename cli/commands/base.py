@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from cli.commands.imports import ENDPOINT_HELP
+from cli.commands.imports import ENDPOINT_HELP, hf_token_option
 from cli.commands.push import directory_files
 from cli.context import AppContext, pass_app
 from registry.adapters.base_manifest import read_base_manifest
@@ -36,6 +36,7 @@ def base() -> None:
     "--hf: a branch, tag or commit [default: main].",
 )
 @click.option("--endpoint", metavar="URL", help=f"With --hf: {ENDPOINT_HELP}")
+@hf_token_option
 @click.option("--with-weights", is_flag=True, help="Also upload the directory's files (for merge-base jobs).")
 @pass_app
 def register(
@@ -45,6 +46,7 @@ def register(
     name: str | None,
     revision: str | None,
     endpoint: str | None,
+    hf_token: str | None,
     with_weights: bool,
 ) -> None:
     """Register a base model from its safetensors headers: the one in DIRECTORY, or a Hub repository's
@@ -58,7 +60,7 @@ def register(
             raise click.UsageError("--with-weights uploads a DIRECTORY's files; it does not go with --hf")
         from registry.hub.base import read_hub_base  # huggingface_hub: imported only when needed
 
-        hub = read_hub_base(hf_repo, revision, endpoint=endpoint)
+        hub = read_hub_base(hf_repo, revision, endpoint=endpoint, token=hf_token)
         manifest, name, revision = hub.manifest, name or hf_repo, hub.commit
     else:
         if name is None:

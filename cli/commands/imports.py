@@ -26,12 +26,22 @@ if TYPE_CHECKING:
 ENDPOINT_HELP = (
     "A Hub-compatible server, e.g. another lorareg's URL + /hf [default: $HF_ENDPOINT, else huggingface.co]."
 )
+#: The saved HF token (``HF_TOKEN``, ``hf auth login``) is sent only to the Hub it is for; this is the one
+#: way to send a token to another ``--endpoint``.
+hf_token_option = click.option(
+    "--hf-token",
+    envvar="LOREG_HF_TOKEN",
+    metavar="TOKEN",
+    help="Token for the Hub [env LOREG_HF_TOKEN]. Without it the saved HF token (HF_TOKEN, hf auth login) "
+    "is sent only to $HF_ENDPOINT or huggingface.co, never to another --endpoint.",
+)
 
 
 @click.command("import")
 @click.argument("source", metavar="hf://REPO[@REVISION]")
 @click.argument("target", metavar="NS/NAME[:TAG]")
 @click.option("--endpoint", metavar="URL", help=ENDPOINT_HELP)
+@hf_token_option
 @click.option("-m", "--message", help="What this version is [default: imported from hf://REPO@COMMIT].")
 @click.option("--tag", "tags", multiple=True, help="Also point this tag at the version (repeatable).")
 @click.option("--no-latest", is_flag=True, help=f"Do not move '{DEFAULT_TAG}' to this version.")
@@ -41,6 +51,7 @@ def import_(
     source: str,
     target: str,
     endpoint: str | None,
+    hf_token: str | None,
     message: str | None,
     tags: tuple[str, ...],
     no_latest: bool,
@@ -63,7 +74,7 @@ def import_(
     hub = endpoint_url(endpoint)
     elsewhere = hub != HUB_ENDPOINT
     with tempfile.TemporaryDirectory(prefix="lorareg-import-") as scratch:
-        adapter = fetch_adapter(repo_id, revision, Path(scratch), endpoint=hub)
+        adapter = fetch_adapter(repo_id, revision, Path(scratch), endpoint=hub, token=hf_token)
         if adapter.base_resolved_from is not None:
             click.echo(
                 f"{CONFIG_FILE} gives base {adapter.base_name} no commit SHA: resolved "

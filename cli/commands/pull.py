@@ -9,6 +9,11 @@ into a staging directory next to it, renamed to ``DIR.versions/<digest>``, and D
 renaming a new symlink over it (``os.replace``, atomic on POSIX). A reader that opens
 ``DIR/<file>`` therefore sees either the old version or the new one, never a mix or a half-written
 file. The previous version is kept (a reader may still be loading it); older ones are removed.
+
+Nothing the server sends is trusted: each answer's whole file list is checked
+(:func:`cli.server_files.check_version`) before any file or directory is created, and each blob is
+verified against its digest before it becomes visible. A version that fails the check is refused
+(exit 1); under ``--watch`` the watcher stops, DIR still pointing at the last good version.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import httpx
 from cli.cache import BlobCache
 from cli.client import ApiError, RegistryClient
 from cli.context import AppContext, pass_app
+from cli.server_files import check_version
 from registry.refs import RepoRef
 
 WATCH_TIMEOUT = 30
@@ -78,6 +84,7 @@ def pull(
         _watch(app, client, cache, target, output, base_sha, watch_count)
         return
     version = client.resolve(target, base_sha)
+    check_version(version, output)
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     try:
@@ -131,7 +138,6 @@ def _watch(
             f"{output.name}.versions/<digest>: pick a new -o"
         )
     versions = output.parent / f"{output.name}.versions"
-    versions.mkdir(parents=True, exist_ok=True)
     watch_path = f"{client.repo_path(target.repo)}/tags/{target.ref.value}/watch"
 
     version = client.resolve(target, base_sha)
@@ -182,9 +188,10 @@ def _switch(
     client: RegistryClient, cache: BlobCache, version: dict[str, Any], output: Path, versions: Path
 ) -> None:
     """Make ``output`` point at a complete copy of ``version``, atomically (see the module docstring)."""
-    hex_digest = version["digest"].removeprefix("sha256:")
+    hex_digest = check_version(version)  # into a new staging directory: no symlinks there to follow
     final = versions / hex_digest
     if not final.is_dir():
+        versions.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{hex_digest[:12]}.", dir=versions))
         try:
             client.fetch_version(version, staging, cache=cache)

@@ -14,7 +14,14 @@ from registry.adapters.config import LoraConfig, parse_adapter_config
 from registry.errors import InvalidAdapter, InvalidInput
 from registry.hub.convert import convert_bin
 from registry.hub.errors import hub_errors
-from registry.hub.names import DEFAULT_REVISION, URI_SCHEME, check_repo_id, endpoint_url, is_pinned
+from registry.hub.names import (
+    DEFAULT_REVISION,
+    URI_SCHEME,
+    check_repo_id,
+    endpoint_token,
+    endpoint_url,
+    is_pinned,
+)
 from registry.hub.revisions import hub_api, resolve
 
 BIN_FILE = "adapter_model.bin"
@@ -46,9 +53,11 @@ def fetch_adapter(
     endpoint: str | None = None,
     token: str | bool | None = None,
 ) -> HubAdapter:
-    """Download the adapter files of ``repo_id@revision`` into ``directory`` and resolve its base."""
+    """Download the adapter files of ``repo_id@revision`` into ``directory`` and resolve its base. The
+    saved HF token goes only to the Hub it is for (:func:`~registry.hub.names.endpoint_token`)."""
     check_repo_id(repo_id)
     endpoint = endpoint_url(endpoint)
+    token = endpoint_token(endpoint, token)
     api = hub_api(endpoint, token)
     commit, info = resolve(api, repo_id, revision)
     wanted = _adapter_files({s.rfilename for s in info.siblings or ()}, f"{URI_SCHEME}{repo_id}@{commit}")

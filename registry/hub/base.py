@@ -16,7 +16,7 @@ from registry.adapters.safetensors_header import SafetensorsHeader, parse_header
 from registry.errors import InvalidInput, NotFound
 from registry.hub.cache import CachedFile, find_cached
 from registry.hub.errors import hub_errors
-from registry.hub.names import DEFAULT_REVISION, check_repo_id, endpoint_url
+from registry.hub.names import DEFAULT_REVISION, check_repo_id, endpoint_token, endpoint_url
 from registry.hub.ranges import RangeReader
 from registry.hub.revisions import hub_api, resolve
 
@@ -102,10 +102,12 @@ def read_hub_base(
     """Resolve ``repo_id@revision`` (default ``main``) to its commit and read the base model's manifest there.
 
     Online, the commit and the files' sizes and sha256s come from ``model_info(files_metadata=True)``;
-    with ``HF_HUB_OFFLINE=1``, from the cache alone.
+    with ``HF_HUB_OFFLINE=1``, from the cache alone. The saved HF token goes only to the Hub it is for
+    (:func:`~registry.hub.names.endpoint_token`).
     """
     check_repo_id(repo_id)
     endpoint = endpoint_url(endpoint)
+    token = endpoint_token(endpoint, token)
     revision = revision or DEFAULT_REVISION
     if constants.HF_HUB_OFFLINE:
         commit, files, reader = _from_cache(repo_id, revision, cache_dir)

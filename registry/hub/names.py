@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlsplit
 
 from huggingface_hub import constants
 from huggingface_hub.errors import HFValidationError
@@ -19,6 +20,21 @@ _PINNED = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")  # an HF commit SHA or 
 def endpoint_url(endpoint: str | None) -> str:
     """The Hub to talk to: ``endpoint``, else ``HF_ENDPOINT``, else huggingface.co."""
     return (endpoint or constants.ENDPOINT).rstrip("/")
+
+
+def endpoint_token(endpoint: str, token: str | bool | None = None) -> str | bool | None:
+    """The ``token`` to give ``huggingface_hub`` for ``endpoint``: ``token`` when given; else None (the
+    saved token: ``HF_TOKEN``, or the one ``hf auth login`` wrote) if ``endpoint`` is the Hub it was saved
+    for (``HF_ENDPOINT``, default huggingface.co); else False, so another server never receives it."""
+    if token is not None:
+        return token
+    return None if _origin(endpoint) == _origin(constants.ENDPOINT) else False
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
 def check_repo_id(repo_id: str) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from huggingface_hub import constants, get_session, hf_hub_url
 from huggingface_hub.utils import build_hf_headers, hf_raise_for_status
 
+from registry.hub.names import endpoint_token
+
 PARTIAL_CONTENT = 206
 
 
@@ -16,7 +18,7 @@ class RangeReader:
         self.repo_id = repo_id
         self.commit = commit
         self.endpoint = endpoint
-        self.token = token
+        self.token = endpoint_token(endpoint, token)
         self.bytes_read = 0
 
     def read_at(self, filename: str, offset: int, length: int) -> bytes:

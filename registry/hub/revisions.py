@@ -6,10 +6,11 @@ from huggingface_hub import HfApi, ModelInfo
 
 from registry.errors import InvalidInput
 from registry.hub.errors import hub_errors
+from registry.hub.names import endpoint_token
 
 
 def hub_api(endpoint: str, token: str | bool | None = None) -> HfApi:
-    return HfApi(endpoint=endpoint, token=token, library_name="lorareg")
+    return HfApi(endpoint=endpoint, token=endpoint_token(endpoint, token), library_name="lorareg")
 
 
 def resolve(

@@ -99,9 +99,14 @@ class Cli:
         return self.root / "tmp"
 
     def __call__(
-        self, server: LiveServer, *args: str, offline: bool = False, check: int | None = 0
+        self,
+        server: LiveServer,
+        *args: str,
+        offline: bool = False,
+        check: int | None = 0,
+        extra_env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        env = {key: value for key, value in os.environ.items() if not key.startswith("HF_")}
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("HF_", "LOREG_HF_"))}
         env.update(
             LOREG_URL=server.url,
             HF_HOME=str(self.root / "hf-home"),
@@ -109,6 +114,7 @@ class Cli:
             HF_HUB_OFFLINE="1" if offline else "0",
             HF_HUB_DISABLE_TELEMETRY="1",
             TMPDIR=str(self.scratch),
+            **(extra_env or {}),
         )
         done = subprocess.run([LOREG, *args], capture_output=True, text=True, env=env, timeout=180)
         if check is not None:

@@ -18,12 +18,13 @@ class Relayed:
     range: str | None
     status: int
     body_bytes: int
+    authorization: str | None = None  # the request's Authorization header
 
 
 @dataclass
 class CountingProxy:
-    """Relays GET and HEAD to ``upstream`` (redirects passed on, not followed); records each request, its
-    status and the response body bytes sent back."""
+    """Relays GET and HEAD to ``upstream`` (redirects passed on, not followed); records each request (its
+    Range and Authorization headers), its status and the response body bytes sent back."""
 
     upstream: str
     requests: list[Relayed] = field(default_factory=list)
@@ -46,7 +47,14 @@ class CountingProxy:
                         self.wfile.write(chunk)
                         sent += len(chunk)
                 proxy.requests.append(
-                    Relayed(self.command, self.path, self.headers.get("Range"), response.status_code, sent)
+                    Relayed(
+                        self.command,
+                        self.path,
+                        self.headers.get("Range"),
+                        response.status_code,
+                        sent,
+                        self.headers.get("Authorization"),
+                    )
                 )
 
             do_GET = do_HEAD = relay
