@@ -4,6 +4,8 @@ Three sources are compared: the blobs the store holds, the rows of the ``blobs``
 digests that versions' files reference. A blob is *missing* when a version references it or a row
 records it but the store has no bytes; *corrupt* when its stored bytes do not hash to its digest or
 differ in size from the row; *unreferenced* when it is stored or recorded but no version uses it.
+A version *drifts* when its ``file_list`` (what resolve serves) and its ``version_files`` rows (what
+gc keeps and fsck checks) disagree.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from registry.db.queries import maintenance as queries
+from registry.db.session import Database
 from registry.storage import BlobNotFound, BlobStore
 
 
@@ -35,19 +38,33 @@ class BlobProblem:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class VersionDrift:
+    """A version whose ``file_list`` and ``version_files`` rows disagree; one line per difference."""
+
+    version: str  # ns/name#number
+    digest: str
+    differences: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "digest": f"sha256:{self.digest}", "differences": self.differences}
+
+
 @dataclass
 class FsckReport:
     missing: list[BlobProblem] = field(default_factory=list)
     corrupt: list[BlobProblem] = field(default_factory=list)
     unreferenced: list[BlobProblem] = field(default_factory=list)
+    drift: list[VersionDrift] = field(default_factory=list)
     stored: int = 0
     recorded: int = 0
     referenced: int = 0
+    versions: int = 0
     bytes_checked: int = 0
 
     @property
     def ok(self) -> bool:
-        return not (self.missing or self.corrupt or self.unreferenced)
+        return not (self.missing or self.corrupt or self.unreferenced or self.drift)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,10 +72,12 @@ class FsckReport:
             "stored": self.stored,
             "recorded": self.recorded,
             "referenced": self.referenced,
+            "versions": self.versions,
             "bytes_checked": self.bytes_checked,
             "missing": [p.to_json() for p in self.missing],
             "corrupt": [p.to_json() for p in self.corrupt],
             "unreferenced": [p.to_json() for p in self.unreferenced],
+            "drift": [d.to_json() for d in self.drift],
         }
 
 
@@ -88,9 +107,9 @@ def fsck(session: Session, store: BlobStore) -> FsckReport:
     present = stored.keys() - vanished
 
     for digest in sorted((referenced | rows.keys()) - present):
-        size = rows[digest].size if digest in rows else None
+        recorded_size = rows[digest].size if digest in rows else None
         where = "recorded in the blobs table" if digest in rows else "no blobs row either"
-        report.missing.append(BlobProblem(digest, size, [], f"absent from the blob store ({where})"))
+        report.missing.append(BlobProblem(digest, recorded_size, [], f"absent from the blob store ({where})"))
     for digest in sorted((present | rows.keys()) - referenced):
         size = stored[digest].size if digest in present else rows[digest].size
         if digest not in present:
@@ -102,7 +121,42 @@ def fsck(session: Session, store: BlobStore) -> FsckReport:
     users = queries.versions_referencing(session, [p.digest for p in report.missing + report.corrupt])
     report.missing = [_with_users(p, users) for p in report.missing]
     report.corrupt = [_with_users(p, users) for p in report.corrupt]
+
+    for label, digest, file_list, file_rows in queries.version_files(session):
+        report.versions += 1
+        if differences := file_list_drift(file_list, file_rows):
+            report.drift.append(VersionDrift(label, digest, differences))
     return report
+
+
+def file_list_drift(file_list: Any, rows: list[tuple[str, str, int]]) -> list[str]:
+    """How a version's ``file_list`` differs from its ``version_files`` rows (path, digest, size)."""
+    if not isinstance(file_list, list):
+        return [f"file_list is not a list: {file_list!r}"]
+    differences = []
+    listed: dict[str, tuple[Any, Any]] = {}
+    for i, entry in enumerate(file_list):
+        if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+            differences.append(f"file_list entry {i} is malformed: {entry!r}")
+        elif entry["path"] in listed:
+            differences.append(f"{entry['path']}: listed twice in file_list")
+        else:
+            listed[entry["path"]] = (entry.get("digest"), entry.get("size"))
+    recorded = {path: (digest, size) for path, digest, size in rows}
+    for path in sorted(listed.keys() | recorded.keys()):
+        if path not in recorded:
+            differences.append(f"{path}: in file_list ({_file(*listed[path])}), no version_files row")
+        elif path not in listed:
+            differences.append(f"{path}: a version_files row ({_file(*recorded[path])}), not in file_list")
+        elif listed[path] != recorded[path]:
+            differences.append(
+                f"{path}: file_list says {_file(*listed[path])}, version_files {_file(*recorded[path])}"
+            )
+    return differences
+
+
+def _file(digest: Any, size: Any) -> str:
+    return f"sha256:{digest}, {size} bytes"
 
 
 def _rehash(store: BlobStore, digest: str) -> tuple[str, int]:
@@ -162,69 +216,82 @@ class GcReport:
 
 
 def gc(
-    session: Session, store: BlobStore, *, grace: timedelta, dry_run: bool, now: datetime | None = None
+    database: Database, store: BlobStore, *, grace: timedelta, dry_run: bool, now: datetime | None = None
 ) -> GcReport:
     """Delete unreferenced blobs last written before ``now - grace``, and abandoned uploads.
 
     A blob counts as last written at the later of its row's ``created_at`` and its stored
-    modification time (either alone when the other is absent), so re-uploading the bytes of an old
-    orphan protects them again. A blob any version references is never deleted.
+    modification time (either alone when the other is absent); re-uploading a blob refreshes the
+    latter, so a push re-uploading an old orphan protects it again. The grace period protects a push
+    in flight, whose blobs look unreferenced until its version commits: keep it longer than the
+    longest push (the CLI's default is 24 hours).
 
-    The grace period is what protects a push in flight: its blobs are uploaded (each upload commits
-    its row) before the version that references them is committed, so until then they look
-    unreferenced. ``gc`` only takes blobs older than the grace period, which must exceed the
-    longest push (24 hours is the CLI's default). For the remaining race — a client whose batch
-    check saw an old orphan as present, so it did not upload it again — each row is deleted before
-    its bytes, by a statement that re-checks for references, in a savepoint: a version referencing
-    the blob that commits first makes the foreign key refuse the delete, and the bytes are kept
-    (``kept_referenced``); one that commits after fails (its blob check answers ``blob_unknown``,
-    or the foreign key refuses its files) and a retried push uploads the blob again. Run it in a
-    write transaction (on SQLite that queues pushes behind it); the caller commits.
+    Bytes go only after the rows that record them, never while a committed version references them:
 
-    With ``dry_run`` nothing is deleted and the uploads are not counted (``uploads_purged`` None).
+    1. one committed transaction deletes the candidates' ``blobs`` rows, each by a statement that
+       re-checks that no ``version_files`` row references it and that it was not recorded again
+       since the cutoff, in a savepoint (a version committing meanwhile makes the foreign key refuse
+       the delete: ``kept_referenced``); a version that commits later finds no row and is refused
+       (``blob_unknown``, or the foreign key), so its push uploads the blob again;
+    2. then, per blob, a short write transaction *claims* the digest (a placeholder row, rolled
+       back): a claim that finds a row (a push recorded the blob again) keeps the bytes, and so does a
+       modification time past the cutoff (it was uploaded again); otherwise the bytes are deleted
+       while the claim is held. A push recording the digest meanwhile waits for the claim, then
+       finds the bytes gone when it checks them before its commit: refused, never broken.
+
+    Opens its own transactions. With ``dry_run`` it only reads, and the uploads are not counted
+    (``uploads_purged`` None).
     """
     now = now or datetime.now(UTC)
     report = GcReport(dry_run=dry_run, cutoff=now - grace)
-    referenced = queries.referenced_digests(session)
-    rows = {row.digest: row for row in queries.blob_rows(session)}
+    with database.transaction(write=False) as session:
+        referenced = queries.referenced_digests(session)
+        rows = {row.digest: (row.size, _utc(row.created_at)) for row in queries.blob_rows(session)}
     stored = {info.digest: info for info in store.iter_blobs()}
 
     candidates = []
     for digest in sorted((rows.keys() | stored.keys()) - referenced):
         row, info = rows.get(digest), stored.get(digest)
-        times = ([_utc(row.created_at)] if row is not None else []) + ([info.modified] if info else [])
+        times = ([row[1]] if row is not None else []) + ([info.modified] if info else [])
         if max(times) > report.cutoff:
             report.kept_recent.append(digest)
             continue
-        size = info.size if info is not None else rows[digest].size
+        size = info.size if info is not None else rows[digest][0]
         candidates.append(RemovedBlob(digest, size, max(times), row is not None, info is not None))
     if dry_run:
         report.removed = candidates
         return report
 
     recorded = [blob.digest for blob in candidates if blob.recorded]
-    deleted_rows = queries.delete_unreferenced_blob_rows(session, recorded)
+    with database.transaction() as session:
+        deleted_rows = queries.delete_unreferenced_blob_rows(session, recorded, recorded_before=report.cutoff)
+        used = queries.referenced_among(session, set(recorded) - deleted_rows)
     for blob in candidates:
         if blob.recorded and blob.digest not in deleted_rows:
-            report.kept_referenced.append(blob.digest)
-            continue
-        if blob.stored:
-            if not blob.recorded and _rewritten_since(store, blob.digest, report.cutoff):
-                report.kept_recent.append(blob.digest)
-                continue
-            store.delete(blob.digest)
-        report.removed.append(blob)
+            (report.kept_referenced if blob.digest in used else report.kept_recent).append(blob.digest)
+        elif blob.stored and not _delete_bytes(database, store, blob, report.cutoff):
+            report.kept_recent.append(blob.digest)
+        else:
+            report.removed.append(blob)
     report.uploads_purged = store.purge_uploads(report.cutoff)
     return report
 
 
-def _rewritten_since(store: BlobStore, digest: str, cutoff: datetime) -> bool:
-    """Whether a row-less blob was uploaded again after we listed it (an upload in flight)."""
-    try:
-        info = store.stat(digest)
-    except BlobNotFound:
-        return False
-    return info.modified > cutoff
+def _delete_bytes(database: Database, store: BlobStore, blob: RemovedBlob, cutoff: datetime) -> bool:
+    """Delete a blob's bytes under a claim on its digest, unless it was recorded or written since."""
+    with database.writer() as session:
+        try:
+            if not queries.claim_blob(session, blob.digest, blob.size):
+                return False  # recorded again (a push uploaded it): the row protects it now
+            try:
+                if store.stat(blob.digest).modified > cutoff:
+                    return False  # uploaded again since we listed it; its row is coming
+            except BlobNotFound:
+                return True
+            store.delete(blob.digest)
+            return True
+        finally:
+            session.rollback()
 
 
 def _utc(moment: datetime) -> datetime:

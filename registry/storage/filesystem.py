@@ -81,16 +81,19 @@ class FilesystemBlobStore:
                     "the file changed or the upload was corrupted, upload it again"
                 )
             final = self.path(digest)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            _make_directory(final.parent)
+            # An existing blob is replaced too: its mtime then says it was just written, which is what
+            # gc's grace period reads (a push re-uploading an old orphan protects it again).
             os.replace(staged, final)
+            _fsync_directory(final.parent)  # the rename is durable only once its directory is synced
             return size
         finally:
             staged.unlink(missing_ok=True)
 
-    def upload_url(self, digest: str, *, expires: timedelta) -> None:
+    def upload_url(self, digest: str, *, upload_id: str, expires: timedelta) -> None:
         return None
 
-    def promote_upload(self, digest: str, *, max_size: int) -> int:
+    def promote_upload(self, digest: str, *, upload_id: str, max_size: int) -> int:
         raise BlobNotFound(digest)  # clients upload through the API, never straight to the directory
 
     def download_url(self, digest: str, *, expires: timedelta) -> None:
@@ -102,13 +105,38 @@ class FilesystemBlobStore:
     def iter_blobs(self) -> Iterator[BlobInfo]:
         for path in sorted((self.root / "blobs" / "sha256").glob("??/*")):
             if SHA256_HEX.match(path.name):
-                st = path.stat()
+                try:
+                    st = path.stat()
+                except FileNotFoundError:  # deleted since the listing (a concurrent gc)
+                    continue
                 yield BlobInfo(path.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
     def purge_uploads(self, older_than: datetime) -> int:
         removed = 0
         for path in self.uploads.iterdir():
-            if datetime.fromtimestamp(path.stat().st_mtime, UTC) < older_than:
+            try:
+                modified = path.stat().st_mtime
+            except FileNotFoundError:  # an upload that just finished (or failed) and cleaned up
+                continue
+            if datetime.fromtimestamp(modified, UTC) < older_than:
                 path.unlink(missing_ok=True)
                 removed += 1
         return removed
+
+
+def _make_directory(path: Path) -> None:
+    """Create ``path`` (whose parent exists) if missing, durably: a new entry needs its parent synced."""
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(path: Path) -> None:
+    """Flush a directory's entries (a rename, a new file) to disk: POSIX fsyncs the directory itself."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from click.testing import CliRunner
+from sqlalchemy import JSON, bindparam, text
+from sqlalchemy.orm import Session
 
 from registry.adapters import CONFIG_FILE, WEIGHTS_FILE
 from registry.db.queries import maintenance as queries
+from registry.principal import REGISTRY
 from registry.refs import RepoName
 from registry.services import maintenance, repos
 from registry.services.maintenance import fsck, gc
@@ -42,8 +49,7 @@ def run_fsck(registry: LocalRegistry) -> maintenance.FsckReport:
 
 def run_gc(registry: LocalRegistry, **options) -> maintenance.GcReport:
     options.setdefault("dry_run", False)
-    with registry.db.transaction() as session:
-        return gc(session, registry.store, **options)
+    return gc(registry.db, registry.store, **options)
 
 
 def test_a_consistent_registry_is_ok(registry: LocalRegistry, pushed: list[Pushed]) -> None:
@@ -51,6 +57,7 @@ def test_a_consistent_registry_is_ok(registry: LocalRegistry, pushed: list[Pushe
     digests = referenced(pushed)
     assert report.ok, report.to_json()
     assert report.stored == report.recorded == report.referenced == len(digests)
+    assert report.versions == 3 and report.drift == []
     assert report.bytes_checked == sum(registry.blob_path(d).stat().st_size for d in digests)
 
 
@@ -181,7 +188,7 @@ def test_deleting_a_repository_frees_only_its_own_blobs(
     registry: LocalRegistry, pushed: list[Pushed]
 ) -> None:
     with registry.db.transaction() as session:
-        repos.delete_repository(session, RepoName.parse("acme/bot"))
+        repos.delete_repository(session, RepoName.parse("acme/bot"), REGISTRY)
     only_acme = set(pushed[1].files.values()) - set(pushed[2].files.values())
     assert only_acme  # the seed-2 adapter's weights and config are acme/bot's alone
 
@@ -214,3 +221,159 @@ def test_the_guarded_delete_refuses_referenced_rows(registry: LocalRegistry, pus
     with registry.db.transaction() as session:
         assert queries.delete_unreferenced_blob_rows(session, [weights, orphan]) == {orphan}
     assert registry.has_row(weights) and not registry.has_row(orphan)
+
+
+def version_id(registry: LocalRegistry, label: str) -> int:
+    repo, number = label.split("#")
+    namespace, name = repo.split("/")
+    with registry.db.engine.connect() as connection:
+        return connection.execute(
+            text(
+                "SELECT v.id FROM versions v JOIN repositories r ON r.id = v.repository_id "
+                "WHERE r.namespace = :ns AND r.name = :name AND v.number = :n"
+            ),
+            {"ns": namespace, "name": name, "n": int(number)},
+        ).scalar_one()
+
+
+def set_file_list(registry: LocalRegistry, label: str, edit: Callable[[list], list]) -> None:
+    """Rewrite one version's file_list column with ``edit(list) -> list``, behind the services' back."""
+    with registry.db.transaction() as session:
+        vid = version_id(registry, label)
+        current = session.execute(
+            text("SELECT file_list FROM versions WHERE id = :id"), {"id": vid}
+        ).scalar_one()
+        current = json.loads(current) if isinstance(current, str) else current
+        statement = text("UPDATE versions SET file_list = :files WHERE id = :id").bindparams(
+            bindparam("files", type_=JSON)
+        )
+        session.execute(statement, {"files": edit(current), "id": vid})
+
+
+def test_fsck_reports_each_version_whose_file_list_and_file_rows_drifted(
+    registry: LocalRegistry, pushed: list[Pushed]
+) -> None:
+    weights = pushed[0].files[WEIGHTS_FILE]
+    with registry.db.transaction() as session:  # acme/bot#1: a version_files row with another size
+        session.execute(
+            text("UPDATE version_files SET size = size + 1 WHERE version_id = :id AND path = :path"),
+            {"id": version_id(registry, "acme/bot#1"), "path": WEIGHTS_FILE},
+        )
+    # acme/bot#2: file_list lost a file; other/bot#1: file_list names another digest, and an extra file
+    set_file_list(registry, "acme/bot#2", lambda files: [f for f in files if f["path"] != CONFIG_FILE])
+    other = "ab" * 32
+    set_file_list(
+        registry,
+        "other/bot#1",
+        lambda files: (
+            [{**f, "digest": other} if f["path"] == CONFIG_FILE else f for f in files]
+            + [{"path": "extra.bin", "digest": weights, "size": 7}]
+        ),
+    )
+
+    report = run_fsck(registry)
+
+    assert not report.ok and report.versions == 3
+    assert report.missing == report.corrupt == report.unreferenced == []  # the blobs themselves are fine
+    by_version = {d.version: d for d in report.drift}
+    assert list(by_version) == ["acme/bot#1", "acme/bot#2", "other/bot#1"]
+    assert by_version["acme/bot#1"].digest == pushed[0].digest
+    (size,) = by_version["acme/bot#1"].differences
+    assert size.startswith(f"{WEIGHTS_FILE}: file_list says sha256:{weights}, ") and "version_files" in size
+    assert by_version["acme/bot#2"].differences == [
+        f"{CONFIG_FILE}: a version_files row (sha256:{pushed[1].files[CONFIG_FILE]}, "
+        f"{registry.blob_path(pushed[1].files[CONFIG_FILE]).stat().st_size} bytes), not in file_list"
+    ]
+    changed, extra = by_version["other/bot#1"].differences
+    assert changed.startswith(f"{CONFIG_FILE}: file_list says sha256:{other}, ")
+    assert extra == f"extra.bin: in file_list (sha256:{weights}, 7 bytes), no version_files row"
+    assert report.to_json()["drift"][0]["version"] == "acme/bot#1"
+
+
+def test_lorareg_fsck_names_a_drifted_version_and_exits_1(
+    registry: LocalRegistry, pushed: list[Pushed]
+) -> None:
+    from cli.main import cli
+
+    env = {"LOREG_HOME": str(registry.home), "LOREG_DATABASE_URL": registry.url, "LOREG_BLOB_URL": None}
+    clean = CliRunner().invoke(cli, ["fsck"], env=env, catch_exceptions=False)
+    assert clean.exit_code == 0 and "fsck: ok" in clean.stdout and "3 versions" in clean.stdout
+
+    set_file_list(registry, "acme/bot#2", lambda files: files[:1])
+    result = CliRunner().invoke(cli, ["fsck"], env=env, catch_exceptions=False)
+
+    assert result.exit_code == 1
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("drift ")]
+    assert line.startswith(f"drift acme/bot#2 (sha256:{pushed[1].digest}): ")
+    assert "not in file_list" in line
+    assert "1 drifted versions" in result.stdout
+
+
+class RowCheckingStore:
+    """The registry's store; each delete first notes whether the blob's row was gone (committed) by then."""
+
+    def __init__(self, registry: LocalRegistry) -> None:
+        self._registry = registry
+        self.deleted: dict[str, bool] = {}  # digest → whether another connection still saw its row
+
+    def delete(self, digest: str) -> None:
+        self.deleted[digest] = self._registry.has_row(digest)
+        self._registry.store.delete(digest)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._registry.store, name)
+
+
+def test_gc_deletes_bytes_only_once_their_rows_are_deleted_and_committed(
+    registry: LocalRegistry, pushed: list[Pushed]
+) -> None:
+    orphans = {registry.upload(b"orphan one"), registry.upload(b"orphan two")}
+    store = RowCheckingStore(registry)
+
+    report = gc(registry.db, store, grace=timedelta(0), dry_run=False, now=datetime.now(UTC) + DAY)
+
+    assert {b.digest for b in report.removed} == orphans
+    assert store.deleted == dict.fromkeys(orphans, False)
+    assert not any(registry.blob_path(d).exists() or registry.has_row(d) for d in orphans)
+
+
+def test_a_blob_recorded_again_after_gc_deleted_its_row_keeps_its_bytes(
+    registry: LocalRegistry, pushed: list[Pushed], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A push uploads the blob between gc's row delete and its byte delete: the bytes stay."""
+    data = b"an old orphan a push is uploading again"
+    orphan = registry.upload(data)
+    real_claim = queries.claim_blob
+
+    def upload_then_claim(session: Session, digest: str, size: int) -> bool:
+        assert not registry.has_row(digest)  # gc deleted (and committed) the row first
+        registry.upload(data)  # the push: bytes, then the row (committed)
+        return real_claim(session, digest, size)
+
+    monkeypatch.setattr(queries, "claim_blob", upload_then_claim)
+    report = run_gc(registry, grace=timedelta(0), now=datetime.now(UTC) + DAY)
+
+    assert report.removed == [] and report.kept_recent == [orphan]
+    assert registry.has_row(orphan) and registry.blob_path(orphan).read_bytes() == data
+
+
+def test_a_claim_makes_writers_recording_the_blob_wait(registry: LocalRegistry) -> None:
+    """While gc holds a claim on a digest (deleting its bytes), a push recording it waits for it."""
+    digest = hashlib.sha256(b"claimed").hexdigest()
+    recorded = threading.Event()
+
+    def record() -> None:
+        registry.upload(b"claimed")
+        recorded.set()
+
+    with registry.db.writer() as session:
+        assert queries.claim_blob(session, digest, 7)
+        recorder = threading.Thread(target=record)
+        recorder.start()
+        assert not recorded.wait(0.5)  # queued behind the claim
+        session.rollback()
+    recorder.join(timeout=10)
+    assert recorded.is_set() and registry.has_row(digest)
+    with registry.db.writer() as session:
+        assert not queries.claim_blob(session, digest, 7)  # a recorded blob cannot be claimed
+        session.rollback()
