@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     port: int = 8000
     max_blob_size: int = Field(default=4 * 1024**3, description="Largest accepted upload, in bytes.")
     max_config_size: int = Field(default=1024**2, description="Largest accepted adapter_config.json.")
+    max_json_body: int = Field(
+        default=8 * 1024**2, description="Largest accepted request body outside blob uploads, in bytes."
+    )
 
     # S3-compatible blob store (LOREG_BLOB_URL=s3://bucket/prefix).
     s3_endpoint: str | None = Field(default=None, description="host:port of the S3 server; AWS when unset.")
@@ -65,6 +68,9 @@ class Settings(BaseSettings):
     # Webhooks.
     webhook_attempts: int = Field(default=6, description="Deliveries tried this many times, then failed.")
     webhook_backoff: float = Field(default=2.0, description="Seconds before the first retry; doubles.")
+    webhook_allow_private: bool = Field(
+        default=False, description="Allow webhook URLs on loopback, link-local and private addresses."
+    )
 
     # Client side (the CLI).
     url: str = "http://127.0.0.1:8000"

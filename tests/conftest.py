@@ -87,7 +87,9 @@ def start_server(settings: Settings) -> Iterator[str]:
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A live lorareg server on the parametrized database and a fresh blob directory."""
     home = tmp_path_factory.mktemp("home")
-    settings = Settings(home=home, database_url=database_url, max_blob_size=8 * 1024 * 1024)
+    settings = Settings(
+        home=home, database_url=database_url, max_blob_size=8 * 1024 * 1024, webhook_allow_private=True
+    )
     for url in start_server(settings):
         with httpx.Client(base_url=url, timeout=30) as http:
             yield LiveServer(url=url, settings=settings, http=http)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import click
 
 from cli.context import AppContext, pass_app
+from registry.config import Settings
 
 
 @click.command()
@@ -19,18 +22,42 @@ def serve(app: AppContext, host: str | None, port: int | None, workers: int) -> 
     from registry.db import migrate
 
     settings = app.settings
-    migrate.upgrade(settings.resolved_database_url)
+    host = host or settings.host
+    warning = exposure_warning(host, settings)
+    if warning:
+        click.secho(f"lorareg: WARNING: {warning}", err=True, fg="red", bold=True)
+    migrate.upgrade(settings.resolved_database_url)  # under a lock: replicas may start at once
     click.echo(
         f"lorareg: database {settings.resolved_database_url}, blobs {settings.resolved_blob_url}", err=True
     )
     uvicorn.run(
         "registry.api.app:create_app",
         factory=True,
-        host=host or settings.host,
+        host=host,
         port=port or settings.port,
         workers=workers,
         log_level="info",
     )
+
+
+def exposure_warning(host: str, settings: Settings) -> str | None:
+    """What to tell whoever serves an open registry (auth off) beyond this machine; None if nothing."""
+    if settings.auth != "off" or _loopback(host):
+        return None
+    return (
+        f"serving on {host} with LOREG_AUTH=off: anyone who can reach this port can push, delete and "
+        "administer without a token. Set LOREG_AUTH=required (then create an admin token with "
+        "`lorareg token create admin --scope admin --bootstrap`), or bind to 127.0.0.1"
+    )
+
+
+def _loopback(host: str) -> bool:
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a hostname: whichever interfaces it names, not only this machine's loopback
 
 
 @click.group()

@@ -1,5 +1,9 @@
 """One error shape for every failure: ``{"error": {"code": …, "message": …}}``, and the same code and
-message in the ``X-Error-Code`` and ``X-Error-Message`` headers (all a HEAD answer can carry)."""
+message in the ``X-Error-Code`` and ``X-Error-Message`` headers (all a HEAD answer can carry).
+
+A header value must be printable ASCII, so the headers carry the message ``unicode_escape``-escaped
+(``\\x00``, ``\\x7f``, ``\\n``, ``\\xe9``, ``\\U0001f4a5``, a backslash doubled) and cut to
+:data:`MAX_HEADER_MESSAGE` characters; the JSON body keeps the message as it is."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from registry import errors
 
 MAX_HEADER_MESSAGE = 1000
+MAX_PROBLEMS = 20  # validation errors listed in one message (a body may hold thousands)
 STATUS_BY_ERROR: list[tuple[type[errors.RegistryError], int]] = [
     (errors.TooLarge, status.HTTP_413_CONTENT_TOO_LARGE),
     (errors.InvalidAdapter, status.HTTP_422_UNPROCESSABLE_CONTENT),
@@ -31,13 +36,19 @@ HEADERS_BY_ERROR: list[tuple[type[errors.RegistryError], dict[str, str]]] = [
 ]
 
 
+def header_safe(text: str, limit: int = MAX_HEADER_MESSAGE) -> str:
+    """``text`` as a valid header value: printable ASCII, the rest backslash-escaped, at most ``limit``
+    characters, no space at either end."""
+    return text.encode("unicode_escape").decode("ascii")[:limit].strip(" ")
+
+
 def error_response(
     request: Request, status_code: int, code: str, message: str, headers: Mapping[str, str] | None = None
 ) -> Response:
     """The error as JSON, or, for HEAD, as headers alone."""
     headers = {
-        "X-Error-Code": code,
-        "X-Error-Message": " ".join(message.encode("ascii", "replace").decode().split())[:MAX_HEADER_MESSAGE],
+        "X-Error-Code": header_safe(code),
+        "X-Error-Message": header_safe(message),
         **(headers or {}),
     }
     if request.method == "HEAD":
@@ -61,9 +72,13 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+        found = exc.errors()
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'body'}: {e['msg']}"
+            for e in found[:MAX_PROBLEMS]
         )
+        if len(found) > MAX_PROBLEMS:
+            problems += f"; and {len(found) - MAX_PROBLEMS} more problems"
         return error_response(request, status.HTTP_422_UNPROCESSABLE_CONTENT, "invalid_request", problems)
 
     @app.exception_handler(StarletteHTTPException)

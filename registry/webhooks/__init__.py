@@ -1,4 +1,8 @@
-"""Sending webhook deliveries: a thread in the API process that drains the outbox."""
+"""Sending webhook deliveries: a thread in the API process that drains the outbox.
+
+Each attempt checks the URL's host again (:mod:`registry.webhooks.targets`), and logs at most
+:data:`MAX_LOGGED` characters of a failed answer: a receiver cannot fill the delivery log.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +15,17 @@ import httpx
 
 from registry.db import queries
 from registry.db.models import utcnow
+from registry.errors import InvalidInput
 from registry.runtime import Runtime
 from registry.services import webhooks
+from registry.webhooks.targets import check_target
 
 logger = logging.getLogger("lorareg.webhooks")
 POLL_SECONDS = 0.5
 BATCH = 20
 LEASE_SECONDS = 60  # a claimed delivery is retried by another replica only after this
+MAX_LOGGED = 2048  # characters of a failed attempt's answer or error kept in the delivery log
+TRUNCATED = " … (truncated)"
 
 
 class Dispatcher:
@@ -57,7 +65,9 @@ class Dispatcher:
                 )
                 if claimed is None:
                     continue  # another replica has it
-                hook = webhooks.get_webhook(session, claimed.webhook_id)
+                hook = queries.get_webhook(session, claimed.webhook_id)
+                if hook is None:
+                    continue  # deleted meanwhile
                 url, secret, event = hook.url, hook.secret, claimed.event
                 body = json.dumps(claimed.payload, sort_keys=True).encode()
             status, error = self._send(url, secret, event, delivery_id, body)
@@ -82,7 +92,30 @@ class Dispatcher:
             "X-Lorareg-Signature": webhooks.signature(secret, body),
         }
         try:
-            response = self.http.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            return None, f"{type(exc).__name__}: {exc}"
-        return response.status_code, None if response.is_success else response.text[:500]
+            check_target(url, allow_private=self.runtime.settings.webhook_allow_private)
+            with self.http.stream("POST", url, content=body, headers=headers) as response:
+                if response.is_success:
+                    return response.status_code, None
+                return response.status_code, _logged(_head(response), response.encoding)
+        except InvalidInput as exc:
+            return None, _logged(exc.message.encode())
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+            return None, _logged(f"{type(exc).__name__}: {exc}".encode())
+
+
+def _head(response: httpx.Response) -> bytes:
+    """The first bytes of the answer's body, enough to log (the rest is never read)."""
+    data = b""
+    for chunk in response.iter_bytes():
+        data += chunk
+        if len(data) > 4 * MAX_LOGGED:  # a character is at most 4 bytes of UTF-8
+            break
+    return data
+
+
+def _logged(data: bytes, encoding: str | None = None) -> str:
+    """``data`` as text for the log: at most MAX_LOGGED characters, none NUL (PostgreSQL refuses it)."""
+    text = data.decode(encoding or "utf-8", errors="replace").replace("\x00", "\\x00")
+    if len(text) > MAX_LOGGED:
+        text = text[: MAX_LOGGED - len(TRUNCATED)] + TRUNCATED
+    return text
