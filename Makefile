@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint bench
+.PHONY: serve test lint typecheck bench
 
 $(BIN)/.server: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,10 @@ lint: $(BIN)/.dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint  ## set up and run the whole test suite
+typecheck: $(BIN)/.dev
+	$(BIN)/mypy
+
+test: lint typecheck  ## set up and run the whole test suite
 	$(BIN)/pytest
 
 bench: $(BIN)/.dev

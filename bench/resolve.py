@@ -39,6 +39,7 @@ from safetensors.numpy import save_file
 from registry.adapters.base_manifest import BaseManifest, content_digest
 from registry.db import migrate
 from registry.db.session import Database
+from registry.principal import REGISTRY
 from registry.refs import RepoName
 from registry.services.bases import register_base
 from registry.services.blobs import FileEntry, upload_blob
@@ -110,7 +111,7 @@ def populate(url: str, home: Path, work: Path, repos: int, versions: int) -> lis
     targets: list[Target] = []
     try:
         with db.transaction() as session:
-            register_base(session, name="bench-base", manifest=manifest)
+            register_base(session, REGISTRY, name="bench-base", manifest=manifest)
             shared = []
             for path, data in adapter_files(work).items():
                 digest = hashlib.sha256(data).hexdigest()
@@ -132,7 +133,12 @@ def populate(url: str, home: Path, work: Path, repos: int, versions: int) -> lis
                             tags=[f"v{v}"],
                         )
                         result = push_version(
-                            session, store, RepoName.parse(repo), request, max_config_size=1024**2
+                            session,
+                            store,
+                            RepoName.parse(repo),
+                            request,
+                            principal=REGISTRY,
+                            max_config_size=1024**2,
                         )
                         version = result.version
                         targets.append(Target(repo, version.number, f"v{v}", version.digest))
@@ -171,7 +177,7 @@ def reader_token(url: str) -> str:
     db = Database.connect(url)
     try:
         with db.transaction() as session:
-            return create_token(session, name="bench-reader", scope="read")[1]
+            return create_token(session, REGISTRY, name="bench-reader", scope="read")[1]
     finally:
         db.dispose()
 

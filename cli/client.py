@@ -44,6 +44,19 @@ class RegistryClient:
         _raise_for_error(response)
         return response.json() if response.content else None
 
+    def list_all(
+        self, path: str, params: dict[str, Any] | None = None, *, at_most: int | None = None
+    ) -> list:
+        """The rows of a paginated list, following ``Link: rel="next"`` until the end or ``at_most``."""
+        rows: list[Any] = []
+        url: str | None = path
+        while url is not None and (at_most is None or len(rows) < at_most):
+            response = self.http.get(url, params=params if url == path else None)
+            _raise_for_error(response)
+            rows.extend(response.json())
+            url = response.links.get("next", {}).get("url")
+        return rows if at_most is None else rows[:at_most]
+
     @staticmethod
     def repo_path(repo: RepoName) -> str:
         return f"/api/v1/repos/{repo.namespace}/{repo.name}"

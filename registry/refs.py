@@ -52,6 +52,9 @@ class RepoName:
         return cls(validate_name(parts[0], "namespace"), validate_name(parts[1], "repository"))
 
 
+MAX_NUMBER = 2**31 - 1  # version numbers, like every integer id, fit a 32-bit column
+
+
 @dataclass(frozen=True, slots=True)
 class Ref:
     """A reference to one version inside a repository."""
@@ -69,8 +72,11 @@ class Ref:
             return cls.digest(value.removeprefix("sha256:"))
         if value.startswith("#"):
             number = value[1:]
-            if not number.isdigit() or int(number) < 1:
-                raise InvalidInput(f"invalid version number {value!r}: expected '#' and a number, e.g. #3")
+            if not number.isdigit() or not 1 <= int(number) <= MAX_NUMBER:
+                raise InvalidInput(
+                    f"invalid version number {value!r}: expected '#' and a number from 1 to "
+                    f"{MAX_NUMBER}, e.g. #3"
+                )
             return cls("number", str(int(number)))
         return cls("tag", validate_name(value, "tag"))
 

@@ -52,3 +52,15 @@ def push(http: httpx.Client, repo: str, directory: Path, **body: Any) -> httpx.R
     """Upload and commit ``directory`` as a version of ``repo``; return the commit response."""
     files = upload_directory(http, directory)
     return http.post(f"/api/v1/repos/{repo}/versions", json={"files": files, **body})
+
+
+def every_page(http: httpx.Client, path: str, **params: Any) -> list[Any]:
+    """Every row of a paginated list, following its ``Link: rel="next"`` headers."""
+    rows: list[Any] = []
+    response = http.get(path, params=params)
+    while True:
+        assert response.status_code == 200, response.text
+        rows += response.json()
+        if "next" not in response.links:
+            return rows
+        response = http.get(response.links["next"]["url"])

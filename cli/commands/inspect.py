@@ -39,10 +39,14 @@ def describe(version: dict[str, Any]) -> str:
 @click.option("--base", "base_sha", metavar="SHA", help="Only repositories with versions for this base.")
 @pass_app
 def list_repositories(app: AppContext, namespace: str | None, base_sha: str | None) -> None:
-    """List repositories (optionally in NAMESPACE)."""
+    """List the repositories this token may read (optionally in NAMESPACE)."""
     params = {k: v for k, v in {"namespace": namespace, "base": base_sha}.items() if v}
-    found = app.client.request("GET", "/api/v1/repos", params=params)
-    app.emit(found, "\n".join(f"{r['id']}  ({r['versions']} versions)" for r in found) or "no repositories")
+    found = app.client.list_all("/api/v1/repos", params)
+    app.emit(
+        found,
+        "\n".join(f"{r['id']}  {r['visibility']:<7}  ({r['versions']} versions)" for r in found)
+        or "no repositories",
+    )
 
 
 @click.command()

@@ -59,7 +59,8 @@ def local_registry(app: AppContext) -> Iterator[tuple[Database, BlobStore]]:
 @click.command()
 @pass_app
 def fsck(app: AppContext) -> None:
-    """Check the database against the blob store; exit 1 on any missing, corrupt or unreferenced blob.
+    """Check the database against the blob store; exit 1 on any missing, corrupt or unreferenced blob,
+    or a version whose file list (what resolve serves) and file rows (what gc keeps) disagree.
 
     Every stored blob is read and rehashed.
     """
@@ -83,21 +84,28 @@ def _fsck_text(report: FsckReport) -> str:
             size = "" if problem.size is None else f" ({problem.size} bytes)"
             users = f"; used by {', '.join(problem.referenced_by)}" if problem.referenced_by else ""
             lines.append(f"{kind} sha256:{problem.digest}{size}: {problem.detail}{users}")
+    for drift in report.drift:
+        lines.append(f"drift {drift.version} (sha256:{drift.digest}): {'; '.join(drift.differences)}")
     checked = (
         f"checked {report.stored} stored blobs ({report.bytes_checked} bytes), {report.recorded} rows, "
-        f"{report.referenced} referenced"
+        f"{report.referenced} referenced, {report.versions} versions"
     )
     if report.ok:
         lines.append(f"fsck: ok, {checked}")
     else:
         lines.append(
             f"fsck: {len(report.missing)} missing, {len(report.corrupt)} corrupt, "
-            f"{len(report.unreferenced)} unreferenced; {checked}"
+            f"{len(report.unreferenced)} unreferenced, {len(report.drift)} drifted versions; {checked}"
         )
         if report.missing or report.corrupt:
             lines.append("push the affected versions' files again, or restore the blobs from a backup")
         if report.unreferenced:
             lines.append("unreferenced blobs are removed by `lorareg gc` once older than its grace period")
+        if report.drift:
+            lines.append(
+                "a drifted version's file list and file rows disagree: its manifest (which its digest "
+                "hashes) says which is right; restore the other from a backup"
+            )
     return "\n".join(lines)
 
 
@@ -117,15 +125,25 @@ def gc(app: AppContext, grace: timedelta, dry_run: bool) -> None:
     The grace period protects pushes in flight (their blobs are uploaded before the version that
     references them is committed): keep it longer than the longest push.
     """
-    from registry.services import maintenance
+    from registry.principal import operator
+    from registry.services import audit, maintenance
 
     if grace < timedelta(minutes=10) and not dry_run:
         click.echo(
             f"warning: --grace {int(grace.total_seconds())}s may remove the blobs of a push in progress",
             err=True,
         )
-    with local_registry(app) as (database, store), database.transaction(write=not dry_run) as session:
-        report = maintenance.gc(session, store, grace=grace, dry_run=dry_run)
+    with local_registry(app) as (database, store):
+        report = maintenance.gc(database, store, grace=grace, dry_run=dry_run)
+        if not dry_run:
+            with database.transaction() as session:
+                audit.record(
+                    session,
+                    operator(),
+                    "gc",
+                    target=app.settings.resolved_blob_url,
+                    detail={"removed": len(report.removed), "bytes_freed": report.bytes_freed},
+                )
     app.emit(report.to_json(), _gc_text(report))
 
 

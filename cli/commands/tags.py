@@ -22,15 +22,20 @@ def _expected(value: str) -> Ref:
     "--expect", metavar="REF", help="Move only if TAG points here now (tag, sha256:…, #N); else 409."
 )
 @click.option("--expect-absent", is_flag=True, help="Create TAG only if it does not exist yet.")
+@click.option("--allow-yanked", is_flag=True, help="Point TAG at REF even if that version was yanked.")
 @pass_app
-def tag(app: AppContext, ref: str, tag: str, expect: str | None, expect_absent: bool) -> None:
-    """Point TAG at the version REF names (compare-and-set with --expect)."""
+def tag(
+    app: AppContext, ref: str, tag: str, expect: str | None, expect_absent: bool, allow_yanked: bool
+) -> None:
+    """Point TAG at the version REF names (compare-and-set with --expect); a yanked one is refused unless
+    --allow-yanked."""
     target = RepoRef.parse(ref)
     validate_name(tag, "tag")
     body = {
         "target": str(target.ref),
         "expected": str(_expected(expect)) if expect else None,
         "expect_absent": expect_absent,
+        "allow_yanked": allow_yanked,
     }
     client = app.client
     moved = client.request("PUT", f"{client.repo_path(target.repo)}/tags/{tag}", json=body)

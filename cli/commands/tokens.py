@@ -63,6 +63,7 @@ def _create_in_database(
     from registry.api.schemas import token_created_out
     from registry.db import migrate
     from registry.db.session import Database
+    from registry.principal import REGISTRY
     from registry.services import tokens
 
     url = app.settings.resolved_database_url
@@ -71,7 +72,7 @@ def _create_in_database(
     try:
         with db.transaction() as session:
             made, secret = tokens.create_token(
-                session, name=name, scope=scope, namespaces=namespaces or None, expires_in=expires
+                session, REGISTRY, name=name, scope=scope, namespaces=namespaces or None, expires_in=expires
             )
             return token_created_out(made, secret).model_dump(mode="json")
     finally:

@@ -9,9 +9,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from registry.api import errors
+from registry.api import errors, limits
+from registry.api.audit_trail import RefusalTrail
 from registry.api.deps import Registry
 from registry.api.routers import (
+    audit,
     bases,
     blobs,
     health,
@@ -79,6 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}},
     )
     errors.install(app)
+    app.add_middleware(RefusalTrail)
+    app.add_middleware(limits.BodyLimit, limit=settings.max_json_body)
+    app.add_middleware(limits.PrintableUrl)
     for router in (
         health.router,
         resolve.router,  # first after health: routes are matched in order, and lookups are the hot path
@@ -90,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tokens.router,
         jobs.router,
         webhooks.router,
+        audit.router,
     ):
         app.include_router(router, prefix="/api/v1")
     app.include_router(hf.router, prefix="/hf")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import anyio
 from fastapi import Depends, Request
@@ -15,10 +15,11 @@ from registry.config import Settings
 from registry.db.lookups import Lookups
 from registry.db.session import MAX_CONNECTIONS, Database
 from registry.jobs.executors import Executor
-from registry.principal import ANONYMOUS_ADMIN, ANONYMOUS_READER, Principal
+from registry.principal import ANONYMOUS_ADMIN, ANONYMOUS_READER, OPEN_READER, Principal
 from registry.services import tokens
 from registry.storage import BlobStore
 
+T = TypeVar("T")
 RESERVED_CONNECTIONS = 4  # the webhook dispatcher and in-process jobs, which take no slot
 
 
@@ -68,6 +69,18 @@ async def _transaction(registry: Registry, *, write: bool) -> AsyncIterator[Sess
             await anyio.to_thread.run_sync(transaction.__exit__, None, None, None)
 
 
+async def in_transaction(registry: Registry, work: Callable[[Session], T], *, write: bool = True) -> T:
+    """``work(session)`` in a short transaction of its own, in a worker thread, once a session slot is
+    free: for routes that must not hold a session for their whole duration (uploads, long polls)."""
+
+    def run() -> T:
+        with registry.db.transaction(write=write) as session:
+            return work(session)
+
+    async with registry.session_slots:
+        return await anyio.to_thread.run_sync(run)
+
+
 async def get_read_session(registry: RegistryDep) -> AsyncIterator[Session]:
     async with _transaction(registry, write=False) as session:
         yield session
@@ -83,33 +96,26 @@ ReadSession = Annotated[Session, Depends(get_read_session, scope="function")]
 WriteSession = Annotated[Session, Depends(get_write_session, scope="function")]
 
 
-def authorize(scope: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency that admits callers with ``scope`` (see :func:`authenticate`)."""
+async def caller(request: Request) -> Principal:
+    """Who is calling: the token's principal, the anonymous caller (no token: public repositories only,
+    or everything with ``LOREG_ANONYMOUS_READ``), or everyone's admin with ``LOREG_AUTH=off``. What the
+    caller may do is decided by the services, with the repository in hand.
 
-    async def dependency(request: Request) -> Principal:
-        return await authenticate(request, scope)
-
-    return dependency
-
-
-async def authenticate(request: Request, scope: str) -> Principal:
-    """The caller, if it may act with ``scope`` (in the path's ``namespace``, if any).
-
-    With ``LOREG_AUTH=off`` everyone is admin. The token is checked by a lookup, on the event loop; its
-    last-used time is written separately, at most once a minute per token.
+    The token is checked by a lookup, on the event loop; its last-used time is written separately, at
+    most once a minute per token.
     """
     registry = get_registry(request)
     settings = registry.settings
     if settings.auth == "off":
-        return ANONYMOUS_ADMIN
-    header = request.headers.get("authorization")
-    if header is None and scope == "read" and settings.anonymous_read:
-        return ANONYMOUS_READER
-    principal = await tokens.authenticate(registry.lookups, header)
-    principal.require(scope, request.path_params.get("namespace"))
-    if principal.stale_last_use:
-        async with registry.session_slots:
-            await anyio.to_thread.run_sync(_record_use, registry.db, principal)
+        principal = ANONYMOUS_ADMIN
+    elif (header := request.headers.get("authorization")) is None:
+        principal = OPEN_READER if settings.anonymous_read else ANONYMOUS_READER
+    else:
+        principal = await tokens.authenticate(registry.lookups, header)
+        if principal.stale_last_use:
+            async with registry.session_slots:
+                await anyio.to_thread.run_sync(_record_use, registry.db, principal)
+    request.state.principal = principal
     return principal
 
 
@@ -118,6 +124,4 @@ def _record_use(db: Database, principal: Principal) -> None:
         tokens.record_use(session, principal)
 
 
-Reader = Annotated[Principal, Depends(authorize("read"))]
-Writer = Annotated[Principal, Depends(authorize("write"))]
-Admin = Annotated[Principal, Depends(authorize("admin"))]
+Caller = Annotated[Principal, Depends(caller)]

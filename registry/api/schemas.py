@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, model_validator
 from pydantic import BaseModel as Schema
 
 from registry.db import models
@@ -13,6 +15,77 @@ from registry.db.models import as_utc
 from registry.services.versions import Resolved
 
 Timestamp = Annotated[datetime, AfterValidator(as_utc)]  # SQLite hands back naive UTC times
+
+# Bounds on request bodies, each above the services' own rules (which answer a more specific 400).
+MAX_JSON_FIELD = 64 * 1024  # bytes of a free-form object (provenance, job params), as compact JSON
+MAX_FILES = 1000  # registry.services.blobs.MAX_FILES
+MAX_SIZE = 2**63 - 1  # a BIGINT
+MAX_LIFETIME = 100 * 365 * 86400  # seconds
+MAX_DEPTH = 32  # nesting of lists and objects, well below the recursion limits of what stores them
+Name = Annotated[str, Field(max_length=256)]  # namespaces, repositories, tags, base names and SHAs
+Ref = Annotated[str, Field(max_length=512)]  # ns/name[:tag], ns/name@sha256:…, ns/name#N
+Digest = Annotated[str, Field(max_length=128, description="sha256:<hex>")]
+
+
+def _compact_json(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        size = len(json.dumps(value, separators=(",", ":"), allow_nan=False).encode())
+    except ValueError as exc:
+        raise ValueError(f"not storable as JSON: {exc}") from None
+    if size > MAX_JSON_FIELD:
+        raise ValueError(f"at most {MAX_JSON_FIELD} bytes as JSON, got {size}")
+    if _depth(value) > MAX_DEPTH:
+        raise ValueError(f"nested more than {MAX_DEPTH} levels deep")
+    return value
+
+
+JSONObject = Annotated[dict[str, Any], AfterValidator(_compact_json)]
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is not None:
+            deepest = max(deepest, depth)
+            stack += [(child, depth + 1) for child in children]
+    return deepest
+
+
+# A NUL in a string or key, as json.dumps writes it (and not a literal backslash followed by "u0000").
+_ESCAPED_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+def _nul_at(data: Any) -> str | None:
+    """Where in ``data`` (parsed JSON) a string or key holds a NUL character, if anywhere."""
+    stack: list[tuple[str, Any]] = [("body", data)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, str) and "\x00" in value:
+            return where
+        if isinstance(value, dict):
+            stack += [(f"{where} (a key)", key) for key in value]
+            stack += [(f"{where}.{key}", item) for key, item in value.items()]
+        elif isinstance(value, list):
+            stack += [(f"{where}[{i}]", item) for i, item in enumerate(value)]
+    return None
+
+
+class Input(Schema):
+    """A request body (nested models need not be): no NUL character anywhere, PostgreSQL text cannot
+    hold one."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        try:
+            found = _ESCAPED_NUL.search(json.dumps(data, default=str))  # fast; then look where
+        except RecursionError:
+            raise ValueError("the body is nested too deeply") from None
+        if found and (where := _nul_at(data)):
+            raise ValueError(f"{where} contains a NUL character (\\x00)")
+        return data
 
 
 class ErrorDetail(Schema):
@@ -28,13 +101,14 @@ class RepoOut(Schema):
     namespace: str
     name: str
     id: str = Field(description="namespace/name")
+    visibility: str = Field(description="private (its namespace's tokens) or public (anyone)")
     created_at: Timestamp
     versions: int | None = None
 
 
-class RepoIn(Schema):
-    namespace: str
-    name: str
+class RepoIn(Input):
+    namespace: Name
+    name: Name
 
 
 class BaseRefOut(Schema):
@@ -68,21 +142,23 @@ class VersionOut(Schema):
 
 
 class FileIn(Schema):
-    path: str
-    digest: str = Field(description="sha256:<hex>")
-    size: int = Field(ge=0)
+    path: str = Field(max_length=1024)
+    digest: Digest
+    size: int = Field(ge=0, le=MAX_SIZE)
 
 
-class PushIn(Schema):
-    kind: str = Field(default="adapter", description="adapter (PEFT LoRA) or model (full weights)")
-    files: list[FileIn]
-    base: str | None = Field(default=None, description="base model SHA; default from adapter_config.json")
+class PushIn(Input):
+    kind: str = Field(
+        default="adapter", max_length=32, description="adapter (PEFT LoRA) or model (full weights)"
+    )
+    files: list[FileIn] = Field(max_length=MAX_FILES)
+    base: Name | None = Field(default=None, description="base model SHA; default from adapter_config.json")
     message: str | None = Field(default=None, max_length=65536)
     author: str | None = Field(default=None, max_length=256)
-    provenance: dict[str, Any] = Field(default_factory=dict)
-    tags: list[str] = Field(default_factory=list)
+    provenance: JSONObject = Field(default_factory=dict, description="free-form, at most 64 KiB as JSON")
+    tags: list[Name] = Field(default_factory=list, max_length=64)
     update_latest: bool = True
-    parents: list[str] | None = None
+    parents: list[Ref] | None = Field(default=None, max_length=64)
 
 
 class PushOut(VersionOut):
@@ -90,7 +166,7 @@ class PushOut(VersionOut):
     tags_moved: list[str]
 
 
-class YankIn(Schema):
+class YankIn(Input):
     reason: str | None = Field(default=None, max_length=4096)
 
 
@@ -101,10 +177,11 @@ class TagOut(Schema):
     updated_at: Timestamp
 
 
-class TagMoveIn(Schema):
-    target: str = Field(description="the version to point at: tag, sha256:<hex> or #<number>")
-    expected: str | None = Field(default=None, description="compare-and-set: where the tag must point now")
+class TagMoveIn(Input):
+    target: Ref = Field(description="the version to point at: tag, sha256:<hex> or #<number>")
+    expected: Ref | None = Field(default=None, description="compare-and-set: where the tag must point now")
     expect_absent: bool = Field(default=False, description="compare-and-set: the tag must not exist yet")
+    allow_yanked: bool = Field(default=False, description="point the tag at a yanked version anyway")
 
 
 class TagEventOut(Schema):
@@ -118,12 +195,12 @@ class TagEventOut(Schema):
 
 
 class BlobRef(Schema):
-    digest: str = Field(description="sha256:<hex>")
-    size: int = Field(ge=0)
+    digest: Digest
+    size: int = Field(ge=0, le=MAX_SIZE)
 
 
-class BlobBatchIn(Schema):
-    blobs: list[BlobRef]
+class BlobBatchIn(Input):
+    blobs: list[BlobRef] = Field(max_length=1000)  # registry.services.blobs.MAX_BATCH
 
 
 class UploadTarget(Schema):
@@ -142,22 +219,24 @@ class BlobBatchOut(Schema):
 
 
 class WeightShapeIn(Schema):
-    shape: list[int]
-    dtype: str
+    shape: list[int] = Field(max_length=16)
+    dtype: str = Field(max_length=32)
 
 
 class BaseManifestIn(Schema):
-    weights: dict[str, WeightShapeIn]
-    files: dict[str, str]
-    content_digest: str
+    weights: dict[str, WeightShapeIn] = Field(max_length=200_000, description="tensor name → shape")
+    files: dict[str, str] = Field(max_length=10_000)
+    content_digest: Digest
 
 
-class BaseIn(Schema):
-    name: str
-    revision: str | None = None
+class BaseIn(Input):
+    name: Name
+    revision: Name | None = None
     manifest: BaseManifestIn
     files: list[FileIn] | None = Field(
-        default=None, description="the base directory's uploaded files, for merge-into-base jobs"
+        default=None,
+        max_length=MAX_FILES,
+        description="the base directory's uploaded files, for merge-into-base jobs",
     )
 
 
@@ -184,6 +263,7 @@ def repo_out(repository: models.Repository, versions: int | None = None) -> Repo
         namespace=repository.namespace,
         name=repository.name,
         id=repository.full_name,
+        visibility=repository.visibility,
         created_at=repository.created_at,
         versions=versions,
     )
@@ -276,11 +356,15 @@ def base_out(base: models.BaseModel, *, created: bool | None = None) -> BaseOut:
     )
 
 
-class TokenIn(Schema):
+class TokenIn(Input):
     name: str = Field(min_length=1, max_length=96)
-    scope: str = Field(description="read, write or admin")
-    namespaces: list[str] | None = Field(default=None, description="limit the token to these namespaces")
-    expires_in: int | None = Field(default=None, gt=0, description="lifetime in seconds; none = no expiry")
+    scope: str = Field(max_length=32, description="read, write or admin")
+    namespaces: list[Name] | None = Field(
+        default=None, max_length=256, description="limit the token to these namespaces"
+    )
+    expires_in: int | None = Field(
+        default=None, gt=0, le=MAX_LIFETIME, description="lifetime in seconds; none = no expiry"
+    )
 
 
 class TokenOut(Schema):
@@ -326,12 +410,16 @@ def _token_fields(token: models.Token) -> dict[str, Any]:
     }
 
 
-class JobIn(Schema):
-    kind: str = Field(description="merge or diff")
-    inputs: list[str] = Field(description="versions: ns/name[:tag], ns/name@sha256:…, ns/name#N")
-    params: dict[str, Any] = Field(default_factory=dict, description="merge: method, weights, density, …")
-    into: str | None = Field(default=None, description="merge output: ns/name[:tag]")
-    device: str = Field(default="auto", description="auto (a GPU worker when one exists), gpu or cpu")
+class JobIn(Input):
+    kind: str = Field(max_length=32, description="merge or diff")
+    inputs: list[Ref] = Field(
+        max_length=100, description="versions: ns/name[:tag], ns/name@sha256:…, ns/name#N"
+    )
+    params: JSONObject = Field(default_factory=dict, description="merge: method, weights, density, …")
+    into: Ref | None = Field(default=None, description="merge output: ns/name[:tag]")
+    device: str = Field(
+        default="auto", max_length=32, description="auto (a GPU worker when one exists), gpu or cpu"
+    )
 
 
 class JobOut(Schema):
@@ -378,9 +466,9 @@ def job_out(job: models.Job, *, created: bool | None = None) -> JobOut:
     )
 
 
-class ResolveBatchIn(Schema):
-    refs: list[str] = Field(max_length=500, description="ns/name[:tag], ns/name@sha256:…, ns/name#N")
-    base: str | None = Field(default=None, description="the base model SHA the caller runs")
+class ResolveBatchIn(Input):
+    refs: list[Ref] = Field(max_length=500, description="ns/name[:tag], ns/name@sha256:…, ns/name#N")
+    base: Name | None = Field(default=None, description="the base model SHA the caller runs")
 
 
 class ResolvedVersionOut(Schema):
@@ -407,12 +495,12 @@ class ResolveBatchOut(Schema):
     results: list[ResolvedOut]
 
 
-class WebhookIn(Schema):
+class WebhookIn(Input):
     url: str = Field(max_length=2048)
-    events: list[str] | None = Field(
-        default=None, description="version.pushed, tag.moved, version.yanked, job.finished"
+    events: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=16, description="version.pushed, tag.moved, version.yanked, job.finished"
     )
-    namespace: str | None = Field(default=None, description="only events of this namespace")
+    namespace: Name | None = Field(default=None, description="only events of this namespace")
 
 
 class WebhookOut(Schema):
@@ -457,3 +545,23 @@ def delivery_out(delivery: models.WebhookDelivery) -> DeliveryOut:
         created_at=delivery.created_at,
         delivered_at=delivery.delivered_at,
     )
+
+
+class VisibilityIn(Input):
+    visibility: str = Field(max_length=16, description="private or public")
+
+
+class AuditEventOut(Schema):
+    id: int
+    created_at: Timestamp
+    actor: str = Field(description="the authenticated token's name")
+    token_id: int | None
+    action: str
+    namespace: str | None
+    target: str
+    result: str = Field(description="ok, or the error code the call was refused with")
+    detail: dict[str, Any] | None
+
+
+def audit_event_out(event: models.AuditEvent) -> AuditEventOut:
+    return AuditEventOut.model_validate(event, from_attributes=True)

@@ -48,13 +48,23 @@ class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: DateTime(timezone=True), dict[str, Any]: JSON}
 
 
+VISIBILITIES = ("private", "public")
+
+
 class Repository(Base):
+    """``namespace/name``. ``private`` ones are read only by tokens of their namespace; ``public`` ones by
+    anyone, anonymous callers included."""
+
     __tablename__ = "repositories"
-    __table_args__ = (UniqueConstraint("namespace", "name"),)
+    __table_args__ = (
+        UniqueConstraint("namespace", "name"),
+        CheckConstraint("visibility IN ('private', 'public')", name="visibility_known"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     namespace: Mapped[str] = mapped_column(String(96))
     name: Mapped[str] = mapped_column(String(96))
+    visibility: Mapped[str] = mapped_column(String(16), default="private", server_default="private")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     @property
@@ -70,6 +80,17 @@ class Blob(Base):
 
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BlobUpload(Base):
+    """A token proved it holds a blob's bytes by uploading them: it may commit versions that reference
+    the blob even when no repository it can read does yet (knowing a digest is not enough)."""
+
+    __tablename__ = "blob_uploads"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -275,3 +296,21 @@ class WebhookDelivery(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+
+
+class AuditEvent(Base):
+    """One mutating call: who (the authenticated token, never a client-supplied author), what, on what,
+    and how it ended (``ok`` or the error code)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_namespace_id", "namespace", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(256))
+    token_id: Mapped[int | None] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(64))
+    namespace: Mapped[str | None] = mapped_column(String(96))
+    target: Mapped[str] = mapped_column(String(512))
+    result: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)

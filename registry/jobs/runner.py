@@ -1,28 +1,35 @@
-"""The task every executor runs: claim the job, fetch its inputs, compute, publish, record.
+"""The task every executor runs: claim the job, fetch its inputs, compute, upload, record.
 
 Idempotent and safe to redeliver: a finished job is a no-op, a job running on a live worker (fresh
 heartbeat) is left alone, and outputs are content-addressed, so a rerun after a crash commits the same
-version as the first run would have.
+version as the first run would have. The outputs are uploaded to the blob store with no transaction
+open (on SQLite a write transaction holds the database's one write lock); one short transaction then
+records them and the version. A crash in between leaves only unreferenced blobs, which gc removes.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from registry.principal import REGISTRY
 from registry.refs import RepoName
 from registry.runtime import Runtime
-from registry.services import bases, jobs, versions
-from registry.services.push import PushRequest, push_version, store_directory
+from registry.services import bases, blobs, jobs, versions
+from registry.services.blobs import FileEntry
+from registry.services.push import PushRequest, push_version
+from registry.storage import BlobStore
+from registry.storage.base import CHUNK_SIZE
 
 logger = logging.getLogger("lorareg.jobs")
 
@@ -76,10 +83,13 @@ def run_job(runtime: Runtime, job_id: str, *, worker: str | None = None) -> str 
             result = COMPUTE[kind](Task(runtime, inputs, directories, params, work, device))
             if cancelled.is_set():
                 raise JobCancelled
+            files = upload_outputs(runtime.store, work / "output", max_size=settings.max_blob_size)
+            if cancelled.is_set():
+                raise JobCancelled
             if time.monotonic() - started > settings.job_timeout:
                 raise TimeoutError(f"the job ran {time.monotonic() - started:.0f} s, over LOREG_JOB_TIMEOUT")
             with runtime.db.transaction() as session:
-                record = _publish(runtime, session, job_id, kind, inputs, params, output, work, result)
+                record = _publish(runtime, session, job_id, kind, inputs, params, output, files, result)
                 jobs.finish_job(session, job_id, status="succeeded", result=record)
         return "succeeded"
     except JobCancelled:
@@ -204,6 +214,24 @@ COMPUTE: dict[str, Callable[[Task], dict[str, Any]]] = {
 OUTPUT_KIND = {"merge": "adapter", "extract": "adapter", "merge_base": "model"}
 
 
+def upload_outputs(store: BlobStore, directory: Path, *, max_size: int) -> list[FileEntry]:
+    """Put every file of ``directory`` (what the job made) into the blob store; touch no database."""
+    entries = []
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        hasher = hashlib.sha256()
+        for chunk in _chunks(path):
+            hasher.update(chunk)
+        size = store.ingest(hasher.hexdigest(), _chunks(path), max_size=max_size)
+        entries.append(FileEntry(path.relative_to(directory).as_posix(), hasher.hexdigest(), size))
+    return entries
+
+
+def _chunks(path: Path) -> Iterator[bytes]:
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_SIZE):
+            yield chunk
+
+
 def _publish(
     runtime: Runtime,
     session: Any,
@@ -212,11 +240,13 @@ def _publish(
     inputs: list[dict[str, Any]],
     params: dict[str, Any],
     output: dict[str, Any] | None,
-    work: Path,
+    files: list[FileEntry],
     result: dict[str, Any],
 ) -> dict[str, Any]:
-    """Store what the job made, in the same transaction that marks it succeeded."""
-    files = store_directory(session, runtime.store, work / "output", max_size=runtime.settings.max_blob_size)
+    """Record the uploaded outputs (and the version they make), in the transaction that marks the job
+    succeeded."""
+    for entry in files:
+        blobs.record_upload(session, entry.digest, entry.size, REGISTRY)
     if kind == "diff":
         (heatmap,) = files
         return {
@@ -242,6 +272,7 @@ def _publish(
             tags=[output["tag"]] if output.get("tag") else [],
             parents=[f"{item['repo']}@sha256:{item['digest']}" for item in inputs],
         ),
+        principal=REGISTRY,
         max_config_size=runtime.settings.max_config_size,
     )
     version = pushed.version

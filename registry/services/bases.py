@@ -9,9 +9,13 @@ from sqlalchemy.orm import Session
 
 from registry.adapters.base_manifest import BaseManifest
 from registry.db import queries
-from registry.db.models import BaseModel, BaseModelSha
+from registry.db.models import BaseModel, Version
 from registry.errors import Conflict, InvalidInput, UnknownBase
+from registry.principal import Principal
+from registry.refs import RepoName
+from registry.services import audit
 from registry.services.blobs import FileEntry, check_files
+from registry.services.pages import Page, check_limit, page_of
 from registry.storage import BlobStore
 
 _SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
@@ -30,6 +34,7 @@ def validate_sha(sha: str) -> str:
 
 def register_base(
     session: Session,
+    principal: Principal,
     *,
     name: str,
     manifest: BaseManifest,
@@ -38,42 +43,56 @@ def register_base(
     store: BlobStore | None = None,
 ) -> tuple[BaseModel, bool]:
     """Record a base model (or add an HF revision, or its uploaded files, to a known one); return it and
-    whether it is new. ``files`` are the base directory's uploaded files (weights, config, tokenizer),
-    which merge-into-base jobs need; their weight files must be the ones the manifest was read from."""
+    whether it is new. Base models are shared by every namespace, so this is an unrestricted admin's.
+    ``files`` are the base directory's uploaded files (weights, config, tokenizer), which
+    merge-into-base jobs need; their weight files must be the ones the manifest was read from, and a
+    base's files, once stored, are not replaced by others."""
+    principal.require_unrestricted("admin", "registering a base model")
     if not name or len(name) > 256:
         raise InvalidInput("a base model needs a name of 1 to 256 characters, e.g. meta-llama/Llama-3.1-8B")
     if revision is not None:
         revision = validate_sha(revision)
         if len(revision) != 40:
             raise InvalidInput(f"--revision must be a 40-hex Hugging Face commit SHA, got {revision!r}")
-    base = queries.get_base_by_digest(session, manifest.content_digest)
-    created = base is None
-    if base is None:
-        base = BaseModel(name=name, content_digest=manifest.content_digest, manifest=manifest.to_json())
-        session.add(base)
-        session.flush()
-        session.add(BaseModelSha(sha=manifest.content_digest, kind="content", base_id=base.id))
+    digest = manifest.content_digest
+    created = queries.ensure_base(session, name=name, content_digest=digest, manifest=manifest.to_json())
+    base = queries.get_base_by_digest(session, digest)
+    assert base is not None
+    queries.ensure_base_sha(session, sha=digest, kind="content", base_id=base.id)
     if files is not None:
         assert store is not None
-        base.stored_files = _stored_files(session, store, manifest, files)
+        stored = _stored_files(session, store, manifest, files, principal)
+        if base.stored_files is not None and base.stored_files != stored:
+            raise Conflict(
+                f"base model sha256:{digest} ({base.name}) already has other files stored; a base's "
+                "files are not replaced (register the directory they came from, unchanged)"
+            )
+        base.stored_files = stored
     if revision is not None:
+        queries.ensure_base_sha(session, sha=revision, kind="hf", base_id=base.id)
         known = queries.get_base_sha(session, revision)
-        if known is not None and known.base_id != base.id:
+        assert known is not None
+        if known.base_id != base.id:
             raise Conflict(
                 f"revision {revision} is already registered for another base model "
                 f"({known.base.name}, content sha256:{known.base.content_digest})"
             )
-        if known is None:
-            session.add(BaseModelSha(sha=revision, kind="hf", base_id=base.id))
     session.flush()
     session.refresh(base)
+    audit.record(
+        session,
+        principal,
+        "base.register",
+        target=f"{base.name}@{digest}",
+        detail={"created": created, "revision": revision, "files": files is not None},
+    )
     return base, created
 
 
 def _stored_files(
-    session: Session, store: BlobStore, manifest: BaseManifest, files: list[FileEntry]
+    session: Session, store: BlobStore, manifest: BaseManifest, files: list[FileEntry], principal: Principal
 ) -> list[dict[str, object]]:
-    checked = check_files(session, store, files)
+    checked = check_files(session, store, files, principal)
     for name, digest in manifest.files.items():
         if name not in checked or checked[name].digest != digest:
             raise InvalidInput(
@@ -119,5 +138,36 @@ def find_base(session: Session, *, sha: str | None, name: str | None) -> tuple[B
     )
 
 
-def list_bases(session: Session) -> Sequence[BaseModel]:
+def list_bases(session: Session, principal: Principal) -> Sequence[BaseModel]:
+    """Every base model (shared by all namespaces): for any token, not anonymous callers."""
+    principal.require("read")
     return queries.list_bases(session)
+
+
+def show_base(session: Session, sha: str, principal: Principal) -> BaseModel:
+    principal.require("read")
+    return get_base(session, sha)
+
+
+def adapters_on_base(
+    session: Session, sha: str, principal: Principal, *, limit: int = 100, cursor: str | None = None
+) -> Page[Version]:
+    """The unyanked versions made for a base model, in repositories ``principal`` may read: by
+    repository, newest first. ``cursor`` continues a previous page."""
+    principal.require("read")
+    after = None
+    if cursor is not None:
+        repo, _, number = cursor.rpartition("#")
+        try:
+            parsed = RepoName.parse(repo)
+            after = (parsed.namespace, parsed.name, int(number))
+        except (InvalidInput, ValueError):
+            raise InvalidInput(f"invalid cursor {cursor!r}: pass the one a previous page returned") from None
+    found = queries.versions_on_base(
+        session,
+        get_base(session, sha),
+        readable_in=principal.readable_namespaces,
+        after=after,
+        limit=check_limit(limit) + 1,
+    )
+    return page_of(found, limit, lambda version: f"{version.repository.full_name}#{version.number}")

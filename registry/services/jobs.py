@@ -18,8 +18,10 @@ from registry.compute.methods import METHODS
 from registry.db import queries
 from registry.db.models import Job, as_utc, utcnow
 from registry.errors import Conflict, InvalidInput, NotFound
-from registry.refs import RepoRef
-from registry.services import repos, versions, webhooks
+from registry.principal import Principal
+from registry.refs import RepoName, RepoRef
+from registry.services import audit, repos, versions, webhooks
+from registry.services.pages import Page, check_limit, page_of
 
 KINDS = {  # kind -> (min inputs, max inputs, the kind of version they must be)
     "merge": (1, None, "adapter"),
@@ -30,6 +32,7 @@ KINDS = {  # kind -> (min inputs, max inputs, the kind of version they must be)
 EXTRACT_PARAMS = {"rank", "energy"}
 MERGE_PARAMS = {"method", "weights", "svd_rank", "svd_clamp", "density", "majority_sign_method", "seed"}
 FINISHED = ("succeeded", "failed", "cancelled")
+MAX_SCANNED = 5000  # jobs read for one page of a list, at most
 
 
 def submit_job(
@@ -38,18 +41,23 @@ def submit_job(
     kind: str,
     inputs: Sequence[str],
     params: dict[str, Any],
+    principal: Principal,
     into: str | None = None,
     queue: str = "cpu",
-    submitted_by: str | None = None,
 ) -> tuple[Job, bool]:
-    """Create a job (or return the identical one already queued, running or done) and whether it is new."""
+    """Create a job (or return the identical one already queued, running or done) and whether it is new.
+    ``principal`` must be able to read every input and write the output repository."""
+    principal.require("write")
     if kind not in KINDS:
         raise InvalidInput(f"unknown job kind {kind!r}; use one of {', '.join(KINDS)}")
     low, high, wanted_kind = KINDS[kind]
     if len(inputs) < low or (high is not None and len(inputs) > high):
         wanted = f"exactly {low}" if low == high else f"at least {low}"
         raise InvalidInput(f"a {kind} job takes {wanted} input versions, got {len(inputs)}")
-    resolved = [_resolve(session, ref) for ref in inputs]
+    output = _output(kind, into)
+    if output is not None:
+        principal.require("write", output["repo"].partition("/")[0])
+    resolved = [_resolve(session, ref, principal) for ref in inputs]
     for item in resolved:
         if item["kind"] != wanted_kind:
             raise InvalidInput(
@@ -61,7 +69,6 @@ def submit_job(
             + ", ".join(f"{item['repo']}#{item['number']}: {item['base']}" for item in resolved)
             + "); jobs combine adapters of one base"
         )
-    output = _output(kind, into)
     params = _check_params(kind, params, len(resolved))
     key = hashlib.sha256(
         json.dumps(
@@ -70,7 +77,7 @@ def submit_job(
     ).hexdigest()
     existing = queries.find_reusable_job(session, key)
     if existing is not None:
-        return existing, False
+        return existing, False  # its inputs and output are the ones just checked
     job = Job(
         id=uuid.uuid4().hex,
         kind=kind,
@@ -81,11 +88,23 @@ def submit_job(
         queue=queue,
         status="queued",
         attempts=0,
-        submitted_by=submitted_by,
+        submitted_by=principal.name,
         cancel_requested=False,
     )
     session.add(job)
     session.flush()
+    audit.record(
+        session,
+        principal,
+        "job.submit",
+        target=f"job {job.id}",
+        namespace=_namespace(job),
+        detail={
+            "kind": kind,
+            "inputs": [f"{i['repo']}@sha256:{i['digest']}" for i in resolved],
+            "into": into,
+        },
+    )
     return job, True
 
 
@@ -96,20 +115,80 @@ def get_job(session: Session, job_id: str, *, lock: bool = False) -> Job:
     return job
 
 
-def list_jobs(session: Session, *, status: str | None = None, kind: str | None = None, limit: int = 50):
-    return queries.list_jobs(session, status=status, kind=kind, limit=limit)
+def show_job(session: Session, job_id: str, principal: Principal, *, lock: bool = False) -> Job:
+    """A job ``principal`` may see: one whose every input it may read (an unrestricted admin sees all).
+    Others are reported exactly like jobs that do not exist."""
+    principal.require("read")
+    job = queries.get_job(session, job_id, lock=lock)
+    if job is None or not _visible(session, principal, job):
+        raise NotFound(f"no job {job_id} visible to this token; `lorareg jobs` lists them")
+    return job
 
 
-def cancel_job(session: Session, job_id: str) -> Job:
-    """Cancel a queued job at once; ask a running one to stop (its worker checks between steps)."""
-    job = get_job(session, job_id, lock=True)
+def list_jobs(
+    session: Session,
+    principal: Principal,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    limit: int = 50,
+    cursor: str | None = None,
+) -> Page[Job]:
+    """The jobs ``principal`` may see, newest first; ``cursor`` continues a previous page. Jobs are read
+    in batches and filtered, at most ``MAX_SCANNED`` of them per page."""
+    principal.require("read")
+    check_limit(limit)
+    before = queries.get_job(session, cursor) if cursor is not None else None
+    if cursor is not None and before is None:
+        raise InvalidInput(f"invalid cursor {cursor!r}: pass the one a previous page returned")
+    visible: list[Job] = []
+    scanned = 0
+    while len(visible) <= limit and scanned < MAX_SCANNED:
+        batch = queries.list_jobs(session, status=status, kind=kind, before=before, limit=limit + 1)
+        if not batch:
+            break
+        scanned += len(batch)
+        visible.extend(j for j in batch if _visible(session, principal, j))
+        before = batch[-1]
+    page = page_of(visible, limit, lambda job: job.id)
+    if page.next_cursor is None and scanned >= MAX_SCANNED and before is not None:
+        return Page(page.items, before.id)  # more may follow past what this page scanned
+    return page
+
+
+def cancel_job(session: Session, job_id: str, principal: Principal) -> Job:
+    """Cancel a queued job at once; ask a running one to stop (its worker checks between steps). Needs
+    write on the job's output repository (a diff: on every input's namespace)."""
+    job = show_job(session, job_id, principal, lock=True)
+    for namespace in _namespaces_written(job):
+        principal.require("write", namespace)
     if job.status in FINISHED:
         raise Conflict(f"job {job_id} already {job.status}; nothing to cancel")
     if job.status == "queued":
         job.status, job.finished_at = "cancelled", utcnow()
     job.cancel_requested = True
     session.flush()
+    audit.record(session, principal, "job.cancel", target=f"job {job.id}", namespace=_namespace(job))
     return job
+
+
+def _visible(session: Session, principal: Principal, job: Job) -> bool:
+    if principal.unrestricted:
+        return True
+    names = [RepoName.parse(item["repo"]) for item in job.inputs["versions"]]
+    outside = [n for n in names if not principal.in_namespace(n.namespace)]
+    return all(repos.is_public(session, name) for name in outside)
+
+
+def _namespace(job: Job) -> str | None:
+    """The namespace a job writes into (None for a diff, which writes nothing)."""
+    return job.output["repo"].partition("/")[0] if job.output else None
+
+
+def _namespaces_written(job: Job) -> list[str]:
+    if job.output:
+        return [job.output["repo"].partition("/")[0]]
+    return sorted({item["repo"].partition("/")[0] for item in job.inputs["versions"]})
 
 
 def claim_job(
@@ -169,14 +248,14 @@ def finish_job(
         session,
         "job.finished",
         {"id": job.id, "kind": job.kind, "status": status, "error": error, "result": result},
-        namespace=job.output["repo"].partition("/")[0] if job.output else None,
+        namespace=_namespace(job),
     )
     return job
 
 
-def _resolve(session: Session, ref: str) -> dict[str, Any]:
+def _resolve(session: Session, ref: str, principal: Principal) -> dict[str, Any]:
     target = RepoRef.parse(ref)
-    version = versions.get_version(session, repos.get_repository(session, target.repo), target.ref)
+    version = versions.find_version(session, target, principal)
     return {
         "repo": str(target.repo),
         "digest": version.digest,

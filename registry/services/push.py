@@ -12,9 +12,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -27,14 +25,14 @@ from registry.adapters.safetensors_header import SafetensorsHeader, parse_header
 from registry.db import queries
 from registry.db.models import BaseModel, Repository, Version, VersionParent
 from registry.errors import InvalidAdapter, InvalidInput
+from registry.principal import Principal
 from registry.refs import DEFAULT_TAG, Ref, RepoName, RepoRef, validate_name
-from registry.services import repos, webhooks
+from registry.services import audit, repos, webhooks
 from registry.services.bases import find_base, get_base
-from registry.services.blobs import FileEntry, check_files, upload_blob
+from registry.services.blobs import FileEntry, check_files
 from registry.services.tags import set_tag
-from registry.services.versions import get_version
+from registry.services.versions import find_version
 from registry.storage import BlobStore
-from registry.storage.base import CHUNK_SIZE
 
 MANIFEST_SCHEMAS = {"adapter": "lorareg.adapter.v1", "model": "lorareg.model.v1"}
 MODEL_CONFIG_FILE = "config.json"
@@ -62,10 +60,18 @@ class PushResult:
 
 
 def push_version(
-    session: Session, store: BlobStore, repo: RepoName, request: PushRequest, *, max_config_size: int
+    session: Session,
+    store: BlobStore,
+    repo: RepoName,
+    request: PushRequest,
+    *,
+    principal: Principal,
+    max_config_size: int,
 ) -> PushResult:
-    """Validate the pushed files and commit them as a version of ``repo`` (idempotent)."""
-    files = check_files(session, store, request.files)
+    """Validate the pushed files and commit them as a version of ``repo`` (idempotent). Content that is
+    already a yanked version comes back as that version, and no tag moves onto it."""
+    principal.require("write", repo.namespace)
+    files = check_files(session, store, request.files, principal)
     tags = ([DEFAULT_TAG] if request.update_latest else []) + [validate_name(t, "tag") for t in request.tags]
     if request.kind == "model":
         base, base_sha, summary = _check_model(session, store, files, request.base_sha)
@@ -84,11 +90,11 @@ def push_version(
     }
     digest = hashlib.sha256(json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
-    repository = repos.create_repository(session, repo)
+    repository = repos.create_repository(session, repo, principal)
     version = next(iter(queries.find_versions(session, repository, Ref.digest(digest))), None)
     created = version is None
     if version is None:
-        parents = _parents(session, repository, request.parents)
+        parents = _parents(session, repository, request.parents, principal)
         version = Version(
             repository_id=repository.id,
             number=queries.next_version_number(session, repository),
@@ -116,7 +122,17 @@ def push_version(
             {"repo": str(repo), "number": version.number, "digest": f"sha256:{digest}", "kind": request.kind},
             namespace=repo.namespace,
         )
-    moved = [t for t in dict.fromkeys(tags) if set_tag(session, repository, t, version, actor=request.author)]
+    if version.yanked_at is not None:
+        tags = []  # the content was yanked: pushing it again must not bring it back under a tag
+    moved = [t for t in dict.fromkeys(tags) if set_tag(session, repository, t, version, actor=principal.name)]
+    audit.record(
+        session,
+        principal,
+        "version.push",
+        target=f"{repo}@sha256:{digest}",
+        namespace=repo.namespace,
+        detail={"number": version.number, "created": created, "tags_moved": moved},
+    )
     return PushResult(version=version, created=created, tags_moved=moved)
 
 
@@ -193,7 +209,9 @@ def _find_base(session: Session, config: LoraConfig, base_sha: str | None) -> tu
     return find_base(session, sha=base_sha, name=config.base_model_name_or_path)
 
 
-def _parents(session: Session, repository: Repository, refs: list[str] | None) -> list[Version]:
+def _parents(
+    session: Session, repository: Repository, refs: list[str] | None, principal: Principal
+) -> list[Version]:
     if refs is None:
         latest = queries.get_tag(session, repository, DEFAULT_TAG)
         return [latest.version] if latest is not None else []
@@ -202,9 +220,7 @@ def _parents(session: Session, repository: Repository, refs: list[str] | None) -
         ref = RepoRef.parse(value)
         if ref.ref.kind != "digest":
             raise InvalidInput(f"parent {value!r} must name a version by digest: ns/name@sha256:<hex>")
-        parents.append(
-            get_version(session, repos.get_repository(session, ref.repo), ref.ref, allow_yanked=True)
-        )
+        parents.append(find_version(session, ref, principal, allow_yanked=True))
     return parents
 
 
@@ -222,26 +238,3 @@ def _config_summary(config: LoraConfig, modules: list[LoraModule], base: BaseMod
         "base_model_name_or_path": config.base_model_name_or_path,
         "base_name": base.name,
     }
-
-
-def store_directory(session: Session, store: BlobStore, directory: Path, *, max_size: int) -> list[FileEntry]:
-    """Put every file of a directory the server made (a merge's output) into the blob store."""
-    entries = []
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        digest = _sha256_file(path)
-        size = upload_blob(session, store, digest, _chunks(path), max_size=max_size)
-        entries.append(FileEntry(path.relative_to(directory).as_posix(), digest, size))
-    return entries
-
-
-def _sha256_file(path: Path) -> str:
-    hasher = hashlib.sha256()
-    for chunk in _chunks(path):
-        hasher.update(chunk)
-    return hasher.hexdigest()
-
-
-def _chunks(path: Path) -> Iterator[bytes]:
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK_SIZE):
-            yield chunk

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 from sqlalchemy.orm import Session
 
 from registry.db import queries
 from registry.db.models import Repository, Tag, TagEvent, Version, utcnow
-from registry.errors import NotFound, StaleExpectation
+from registry.errors import Conflict, NotFound, StaleExpectation
+from registry.principal import Principal
 from registry.refs import Ref, RepoName, validate_name
-from registry.services import repos, webhooks
+from registry.services import audit, repos, webhooks
 from registry.services.versions import get_version
 
 
@@ -20,7 +22,7 @@ def set_tag(
     name: str,
     version: Version,
     *,
-    expected: Version | bool | None = True,
+    expected: Version | Literal[True] | None = True,
     actor: str | None,
 ) -> bool:
     """Point tag ``name`` at ``version``; return whether it moved.
@@ -74,35 +76,81 @@ def move_tag(
     name: str,
     target: Ref,
     *,
-    expected: Ref | bool | None,
-    actor: str | None,
+    expected: Ref | Literal[True] | None,
+    principal: Principal,
+    allow_yanked: bool = False,
 ) -> tuple[Version, bool]:
-    """The API's tag move: resolve ``target`` (and ``expected``), then :func:`set_tag`."""
-    repository = repos.get_repository(session, repo, lock=True)
-    version = get_version(session, repository, target)
-    expected_version: Version | bool | None = expected
-    if isinstance(expected, Ref):
-        expected_version = get_version(session, repository, expected, allow_yanked=True)
-    return version, set_tag(session, repository, name, version, expected=expected_version, actor=actor)
+    """The API's tag move: resolve ``target`` (and ``expected``), then :func:`set_tag`. A yanked target
+    is refused unless ``allow_yanked``."""
+    repository = repos.get_repository(session, repo, principal, need="write", lock=True)
+    version = get_version(session, repository, target, allow_yanked=allow_yanked)
+    if version.yanked_at is not None and not allow_yanked:
+        raise Conflict(
+            f"{repo}#{version.number} (sha256:{version.digest[:12]}) was yanked"
+            f"{': ' + version.yank_reason if version.yank_reason else ''}; a tag is not moved onto a "
+            "yanked version unless you mean it: pass --allow-yanked",
+            code="yanked_target",
+        )
+    expected_version = (
+        get_version(session, repository, expected, allow_yanked=True)
+        if isinstance(expected, Ref)
+        else expected
+    )
+    old = queries.get_tag(session, repository, name)
+    old_digest = f"sha256:{old.version.digest}" if old is not None else None
+    moved = set_tag(session, repository, name, version, expected=expected_version, actor=principal.name)
+    audit.record(
+        session,
+        principal,
+        "tag.move",
+        target=f"{repo}:{name}",
+        namespace=repo.namespace,
+        detail={"from": old_digest, "to": f"sha256:{version.digest}", "moved": moved},
+    )
+    return version, moved
 
 
-def remove_tag(session: Session, repo: RepoName, name: str, *, actor: str | None) -> None:
-    repository = repos.get_repository(session, repo, lock=True)
+def remove_tag(session: Session, repo: RepoName, name: str, *, principal: Principal) -> None:
+    repository = repos.get_repository(session, repo, principal, need="write", lock=True)
     tag = queries.get_tag(session, repository, validate_name(name, "tag"), lock=True)
     if tag is None:
         raise NotFound(f"no tag {repo}:{name}")
-    retarget_tag(session, repository, tag, None, actor=actor)
+    old_digest = f"sha256:{tag.version.digest}"
+    retarget_tag(session, repository, tag, None, actor=principal.name)
+    audit.record(
+        session,
+        principal,
+        "tag.delete",
+        target=f"{repo}:{name}",
+        namespace=repo.namespace,
+        detail={"from": old_digest},
+    )
 
 
-def history(session: Session, repo: RepoName, name: str, *, limit: int = 100) -> Sequence[TagEvent]:
-    repository = repos.get_repository(session, repo)
+def list_tags(session: Session, repo: RepoName, principal: Principal) -> Sequence[Tag]:
+    return queries.list_tags(session, repos.get_repository(session, repo, principal))
+
+
+def get_tag(session: Session, repo: RepoName, name: str, principal: Principal) -> Tag:
+    tag = queries.get_tag(session, repos.get_repository(session, repo, principal), name)
+    if tag is None:
+        raise NotFound(f"no tag {repo}:{name}")
+    return tag
+
+
+def history(
+    session: Session, repo: RepoName, name: str, principal: Principal, *, limit: int = 100
+) -> Sequence[TagEvent]:
+    repository = repos.get_repository(session, repo, principal)
     return queries.tag_history(session, repository, validate_name(name, "tag"), limit=limit)
 
 
-def changed_tag(session: Session, repo: RepoName, name: str, since: str | None) -> Tag | None:
+def changed_tag(
+    session: Session, repo: RepoName, name: str, since: str | None, principal: Principal
+) -> Tag | None:
     """One check of a watch: the tag when it no longer points at ``since`` (or ``since`` is None),
     else None. Raises :class:`NotFound` when the tag (or its repository) is gone."""
-    repository = repos.get_repository(session, repo)
+    repository = repos.get_repository(session, repo, principal)
     tag = queries.get_tag_with_version(session, repository.id, validate_name(name, "tag"))
     if tag is None:
         raise NotFound(f"no tag {repo}:{name}")

@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session
 from registry.db import queries
 from registry.db.lookups import Lookups
 from registry.db.models import Token, as_utc, utcnow
-from registry.errors import InvalidInput, NotFound, Unauthorized
+from registry.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from registry.principal import SCOPES, Principal
 from registry.refs import validate_name
+from registry.services import audit
 
 SECRET_PREFIX = "lrg_"
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -29,13 +30,16 @@ def hash_secret(secret: str) -> str:
 
 def create_token(
     session: Session,
+    principal: Principal,
     *,
     name: str,
     scope: str,
     namespaces: Sequence[str] | None = None,
     expires_in: timedelta | None = None,
 ) -> tuple[Token, str]:
-    """Create a token; return it and its secret (never stored, never shown again)."""
+    """Create a token; return it and its secret (never stored, never shown again). An admin limited to
+    namespaces creates only tokens limited to some of them, with a scope no wider than its own."""
+    principal.require("admin")
     if scope not in SCOPES:
         raise InvalidInput(f"unknown scope {scope!r}; use one of {', '.join(SCOPES)}")
     if not name or len(name) > 96:
@@ -43,6 +47,13 @@ def create_token(
     if expires_in is not None and expires_in <= timedelta(0):
         raise InvalidInput("a token's lifetime must be positive, e.g. --expires 30d")
     limited = tuple(validate_name(n, "namespace") for n in namespaces) if namespaces else None
+    if not principal.covers(limited):
+        raise Forbidden(
+            f"{principal.name} is limited to namespaces {', '.join(principal.namespaces or ())}: it can "
+            "create only tokens limited to some of them (--namespace NS)"
+        )
+    if not principal.has_scope(scope):
+        raise Forbidden(f"{principal.name} has {principal.scope} scope and cannot create a {scope} token")
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
     token = Token(
         name=name,
@@ -53,6 +64,14 @@ def create_token(
     )
     session.add(token)
     session.flush()
+    audit.record(
+        session,
+        principal,
+        "token.create",
+        target=f"token {token.id} ({name})",
+        namespace=limited[0] if limited and len(limited) == 1 else None,
+        detail={"scope": scope, "namespaces": list(limited) if limited else None},
+    )
     return token, secret
 
 
@@ -81,24 +100,39 @@ async def authenticate(lookups: Lookups, authorization: str | None) -> Principal
     )
 
 
+def _manages(principal: Principal, token: Token) -> bool:
+    """Whether ``principal`` (an admin) may see and revoke ``token``: one within its namespaces."""
+    return principal.covers(token.namespaces)
+
+
 def record_use(session: Session, principal: Principal) -> None:
     """Update the token's last-used time (at most once a minute, so reads stay read-only)."""
     if principal.token_id is not None:
         queries.touch_token(session, principal.token_id, utcnow())
 
 
-def revoke_token(session: Session, token_id: int) -> Token:
+def revoke_token(session: Session, token_id: int, principal: Principal) -> Token:
+    principal.require("admin")
     token = queries.get_token(session, token_id)
-    if token is None:
+    if token is None or not _manages(principal, token):
         raise NotFound(f"no token with id {token_id}; `lorareg token ls` lists them")
     if token.revoked_at is None:
         token.revoked_at = utcnow()
         session.flush()
+        audit.record(
+            session,
+            principal,
+            "token.revoke",
+            target=f"token {token.id} ({token.name})",
+            namespace=token.namespaces[0] if token.namespaces and len(token.namespaces) == 1 else None,
+        )
     return token
 
 
-def list_tokens(session: Session) -> Sequence[Token]:
-    return queries.list_tokens(session)
+def list_tokens(session: Session, principal: Principal) -> list[Token]:
+    """The tokens ``principal`` manages: all for an unrestricted admin, else those within its namespaces."""
+    principal.require("admin")
+    return [t for t in queries.list_tokens(session) if _manages(principal, t)]
 
 
 def has_admin(session: Session) -> bool:

@@ -15,7 +15,8 @@ from registry.db import queries
 from registry.db.lookups import Lookups
 from registry.db.models import Repository, Version
 from registry.errors import BaseMismatch, Gone, InvalidInput, NotFound
-from registry.refs import Ref, RepoRef, validate_file_path
+from registry.principal import REGISTRY, Principal
+from registry.refs import Ref, RepoName, RepoRef, validate_file_path
 from registry.services import repos
 from registry.services.bases import validate_sha
 from registry.storage import BlobStore
@@ -55,16 +56,21 @@ class Resolved:
     base_name: str
     base_sha: str
     base_content_digest: str
+    visibility: str
 
 
-async def resolve(lookups: Lookups, target: RepoRef, *, base_sha: str | None = None) -> Resolved:
+async def resolve(
+    lookups: Lookups, target: RepoRef, principal: Principal, *, base_sha: str | None = None
+) -> Resolved:
     """Resolve a reference (refusing yanked versions unless named by digest), refusing it when the caller
-    runs a different base model. One indexed query, a lookup (see :mod:`registry.db.lookups`), when the
-    reference resolves."""
+    runs a different base model or may not read the repository. One indexed query, a lookup (see
+    :mod:`registry.db.lookups`), when the reference resolves."""
     wanted = validate_sha(base_sha) if base_sha is not None else None
     rows = await lookups.rows(*queries.resolve_query(target.repo, target.ref, base_sha=wanted))
+    if rows and not principal.can_read(target.repo.namespace, rows[0].visibility):
+        raise principal.cannot_see(str(target.repo))
     if not rows:  # say precisely what is missing: the repository, or the version
-        await lookups.run(lambda connection: _explain_missing(connection, target))
+        await lookups.run(lambda connection: _explain_missing(connection, target, principal))
     where = _spelled(str(target.repo), target.ref)
     row = _only(rows, where, target.ref)
     if target.ref.kind != "digest":
@@ -88,13 +94,14 @@ async def resolve(lookups: Lookups, target: RepoRef, *, base_sha: str | None = N
         base_name=row.base_name,
         base_sha=row.base_sha,
         base_content_digest=row.base_content_digest,
+        visibility=row.visibility,
     )
 
 
-def _explain_missing(connection: Connection, target: RepoRef) -> None:
+def _explain_missing(connection: Connection, target: RepoRef, principal: Principal) -> None:
     """Raise NotFound for the repository or the version that ``target`` names and does not exist."""
     with Session(connection) as session:
-        get_version(session, repos.get_repository(session, target.repo), target.ref)
+        get_version(session, repos.get_repository(session, target.repo, principal), target.ref)
 
 
 def _spelled(repo: str, ref: Ref) -> str:
@@ -121,10 +128,6 @@ def _refuse_yanked(
         )
 
 
-def log(session: Session, repository: Repository, *, limit: int = 50, offset: int = 0) -> Sequence[Version]:
-    return queries.list_versions(session, repository, limit=limit, offset=offset)
-
-
 def export_version(version: Version, store: BlobStore, directory: Path) -> None:
     """Write a version's files into ``directory`` from the blob store (server side: jobs)."""
     export_files([(f.path, f.blob_digest) for f in version.files], store, directory)
@@ -140,7 +143,32 @@ def export_files(files: Iterable[tuple[str, str]], store: BlobStore, directory: 
                 out.write(chunk)
 
 
+def find_version(
+    session: Session, target: RepoRef, principal: Principal, *, allow_yanked: bool = False
+) -> Version:
+    """The version ``target`` names, in a repository ``principal`` may read."""
+    repository = repos.get_repository(session, target.repo, principal)
+    return get_version(session, repository, target.ref, allow_yanked=allow_yanked)
+
+
+def log(
+    session: Session, repo: RepoName, principal: Principal, *, limit: int = 50, offset: int = 0
+) -> Sequence[Version]:
+    """A repository's versions, newest first."""
+    repository = repos.get_repository(session, repo, principal)
+    return queries.list_versions(session, repository, limit=limit, offset=offset)
+
+
+def tags_by_version(session: Session, found: Iterable[Version]) -> dict[int, list[str]]:
+    """The tags pointing at each of ``found`` (by version id)."""
+    return queries.tags_by_version(session, (v.id for v in found))
+
+
+def tags_of(session: Session, version: Version) -> list[str]:
+    return list(queries.tags_of_version(session, version))
+
+
 def get_by_digest(session: Session, repo: str, digest: str) -> Version:
-    """A version named by repository and full digest (yanked ones too)."""
-    target = RepoRef.parse(f"{repo}@{digest}")
-    return get_version(session, repos.get_repository(session, target.repo), target.ref, allow_yanked=True)
+    """A version named by repository and full digest (yanked ones too), for the registry's own work
+    (jobs, whose inputs were checked against their submitter when submitted)."""
+    return find_version(session, RepoRef.parse(f"{repo}@{digest}"), REGISTRY, allow_yanked=True)

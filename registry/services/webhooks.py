@@ -20,18 +20,33 @@ from sqlalchemy.orm import Session
 from registry.db import queries
 from registry.db.models import Webhook, WebhookDelivery, as_utc, utcnow
 from registry.errors import InvalidInput, NotFound
+from registry.principal import Principal
 from registry.refs import validate_name
+from registry.services import audit
+from registry.webhooks.targets import check_target
 
 EVENTS = ("version.pushed", "tag.moved", "version.yanked", "job.finished")
 
 
 def create_webhook(
-    session: Session, *, url: str, events: Sequence[str] | None = None, namespace: str | None = None
+    session: Session,
+    principal: Principal,
+    *,
+    url: str,
+    events: Sequence[str] | None = None,
+    namespace: str | None = None,
+    allow_private: bool = False,
 ) -> Webhook:
-    """Register ``url`` for ``events`` (all by default), optionally only in ``namespace``."""
+    """Register ``url`` for ``events`` (all by default), optionally only in ``namespace``: an admin of
+    that namespace may; a webhook of every namespace is an unrestricted admin's."""
+    if namespace is None:
+        principal.require_unrestricted("admin", "a webhook without --namespace")
+    else:
+        principal.require("admin", namespace)
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
         raise InvalidInput(f"webhook URL {url!r} must be an absolute http(s) URL")
+    check_target(url, allow_private=allow_private)
     chosen = list(events or EVENTS)
     unknown = sorted(set(chosen) - set(EVENTS))
     if unknown:
@@ -44,19 +59,53 @@ def create_webhook(
     )
     session.add(hook)
     session.flush()
+    audit.record(
+        session,
+        principal,
+        "webhook.create",
+        target=f"webhook {hook.id} ({url})",
+        namespace=hook.namespace,
+        detail={"events": chosen},
+    )
     return hook
 
 
-def get_webhook(session: Session, webhook_id: int) -> Webhook:
+def get_webhook(session: Session, webhook_id: int, principal: Principal) -> Webhook:
+    """A webhook ``principal`` administers (one of its namespaces; all of them when unrestricted)."""
+    principal.require("admin")
     hook = queries.get_webhook(session, webhook_id)
-    if hook is None:
-        raise NotFound(f"no webhook {webhook_id}")
+    if hook is None or not _administers(principal, hook):
+        raise NotFound(f"no webhook {webhook_id}; `GET /api/v1/webhooks` lists yours")
     return hook
 
 
-def delete_webhook(session: Session, webhook_id: int) -> None:
-    session.delete(get_webhook(session, webhook_id))
+def list_webhooks(session: Session, principal: Principal) -> list[Webhook]:
+    principal.require("admin")
+    return [hook for hook in queries.list_webhooks(session) if _administers(principal, hook)]
+
+
+def deliveries(
+    session: Session, webhook_id: int, principal: Principal, *, limit: int
+) -> Sequence[WebhookDelivery]:
+    """The delivery log of a webhook, newest first."""
+    return queries.deliveries_of(session, get_webhook(session, webhook_id, principal).id, limit)
+
+
+def delete_webhook(session: Session, webhook_id: int, principal: Principal) -> None:
+    hook = get_webhook(session, webhook_id, principal)
+    audit.record(
+        session,
+        principal,
+        "webhook.delete",
+        target=f"webhook {hook.id} ({hook.url})",
+        namespace=hook.namespace,
+    )
+    session.delete(hook)
     session.flush()
+
+
+def _administers(principal: Principal, hook: Webhook) -> bool:
+    return principal.unrestricted or (hook.namespace is not None and principal.in_namespace(hook.namespace))
 
 
 def emit(session: Session, event: str, payload: dict[str, Any], *, namespace: str | None) -> None:

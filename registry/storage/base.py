@@ -5,7 +5,8 @@ Blobs are immutable byte strings addressed by their sha256. The store is laid ou
     <root>/
       blobs/sha256/ab/abcdef…   one file (or object) per blob, named by its full hex digest
       uploads/<uuid>            uploads being received; moved under blobs/ only once verified
-      uploads/sha256/<digest>   (S3) where a presigned PUT lands, until ``promote_upload`` verifies it
+      uploads/sha256/<digest>/<upload id>
+                                (S3) where a presigned PUT lands, until ``promote_upload`` verifies it
 
 :func:`blob_key` is the one place that builds a blob's path.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
+UPLOAD_ID = re.compile(r"[0-9a-f]{32}")  # a presigned upload's own staging place (uuid4 hex)
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 CHUNK_SIZE = 1024 * 1024
 
@@ -63,20 +65,24 @@ class BlobStore(Protocol):
         """Stage ``chunks``, verify they hash to ``digest``, then publish the blob; return its size.
 
         Raises :class:`registry.errors.DigestMismatch` or :class:`registry.errors.TooLarge` and keeps
-        nothing when the bytes are wrong. Publishing an existing blob is a no-op.
+        nothing when the bytes are wrong. Publishing an existing blob keeps its bytes but refreshes
+        its modification time (:attr:`BlobInfo.modified`, in :meth:`stat` and :meth:`iter_blobs`): gc
+        reads it as "written just now", so a push re-uploading an old orphan protects it again.
         """
         ...
 
-    def upload_url(self, digest: str, *, expires: timedelta) -> str | None:
-        """A presigned URL a client may PUT the blob's bytes to, or None if the backend has none."""
+    def upload_url(self, digest: str, *, upload_id: str, expires: timedelta) -> str | None:
+        """A presigned URL a client may PUT the blob's bytes to, or None if the backend has none. Each
+        ``upload_id`` (:data:`UPLOAD_ID`) has a staging place of its own: only whoever was handed the
+        URL can have put bytes there."""
         ...
 
-    def promote_upload(self, digest: str, *, max_size: int) -> int:
+    def promote_upload(self, digest: str, *, upload_id: str, max_size: int) -> int:
         """Verify the bytes a client PUT to :meth:`upload_url` and publish them; return the size.
 
         Bytes that do not hash to ``digest`` (or exceed ``max_size``) are deleted and refused with
         :class:`registry.errors.DigestMismatch` / :class:`registry.errors.TooLarge`; raises
-        :class:`BlobNotFound` when nothing was uploaded.
+        :class:`BlobNotFound` when nothing was uploaded as ``upload_id`` (or it was promoted already).
         """
         ...
 

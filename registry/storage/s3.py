@@ -12,17 +12,17 @@ import re
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO, cast
 
 from minio import Minio
-from minio.commonconfig import CopySource
+from minio.commonconfig import REPLACE, CopySource
 from minio.error import MinioException, S3Error
 from urllib3.exceptions import HTTPError
 from urllib3.response import BaseHTTPResponse
 
 from registry.errors import DigestMismatch, TooLarge
-from registry.storage.base import CHUNK_SIZE, SHA256_HEX, BlobInfo, BlobNotFound, blob_key
+from registry.storage.base import CHUNK_SIZE, SHA256_HEX, UPLOAD_ID, BlobInfo, BlobNotFound, blob_key
 
 PART_SIZE = 16 * 1024 * 1024
 _MISSING = {"NoSuchKey", "NoSuchObject", "NotFound"}
@@ -98,6 +98,7 @@ class S3BlobStore:
         self.presigner = presigner or client
         self.bucket = bucket
         self.prefix = f"{prefix.strip('/')}/" if prefix.strip("/") else ""
+        self._self_copy = True  # until the server shows it cannot copy an object onto itself
         with self._vendor_errors():
             try:
                 if not client.bucket_exists(bucket):
@@ -109,10 +110,12 @@ class S3BlobStore:
     def key(self, digest: str) -> str:
         return self.prefix + blob_key(digest)
 
-    def upload_key(self, digest: str) -> str:
+    def upload_key(self, digest: str, upload_id: str) -> str:
         if not SHA256_HEX.match(digest):
             raise ValueError(f"not a sha256 hex digest: {digest!r}")
-        return f"{self.prefix}uploads/sha256/{digest}"
+        if not UPLOAD_ID.fullmatch(upload_id):
+            raise ValueError(f"not an upload id: {upload_id!r}")
+        return f"{self.prefix}uploads/sha256/{digest}/{upload_id}"
 
     @contextmanager
     def _vendor_errors(self, digest: str = "") -> Iterator[None]:
@@ -170,9 +173,8 @@ class S3BlobStore:
                 raise
 
     def ingest(self, digest: str, chunks: Iterable[bytes], *, max_size: int) -> int:
-        final = self.key(digest)
         reader = _VerifyingReader(digest, chunks, max_size)
-        if self._exists(final):
+        if self._refresh(digest):
             return reader.drain()  # still verified: wrong bytes are refused even for a known blob
         staged = f"{self.prefix}uploads/{uuid.uuid4().hex}"
         try:
@@ -183,18 +185,21 @@ class S3BlobStore:
             self._remove(staged)
         return reader.size
 
-    def upload_url(self, digest: str, *, expires: timedelta) -> str:
+    def upload_url(self, digest: str, *, upload_id: str, expires: timedelta) -> str:
         with self._vendor_errors():
-            return self.presigner.presigned_put_object(self.bucket, self.upload_key(digest), expires=expires)
+            key = self.upload_key(digest, upload_id)
+            return self.presigner.presigned_put_object(self.bucket, key, expires=expires)
 
-    def promote_upload(self, digest: str, *, max_size: int) -> int:
-        staged = self.upload_key(digest)
+    def promote_upload(self, digest: str, *, upload_id: str, max_size: int) -> int:
+        staged = self.upload_key(digest, upload_id)
         with self._vendor_errors(digest):
             try:
                 response = self.client.get_object(self.bucket, staged)
             except _VENDOR_ERRORS as err:
                 if _code(err) in _MISSING:
-                    return self.stat(digest).size  # promoted already (a retry): else BlobNotFound
+                    raise BlobNotFound(
+                        f"nothing was uploaded for sha256:{digest} as upload {upload_id}"
+                    ) from None
                 raise
             try:
                 if int(response.headers.get("Content-Length") or 0) > max_size:
@@ -207,10 +212,41 @@ class S3BlobStore:
             finally:
                 response.close()
                 response.release_conn()
-            if not self._exists(self.key(digest)):
+            if not self._refresh(digest):
                 self._publish(digest, staged, max_size, etag=etag)
         self._remove(staged)
         return size
+
+    def _refresh(self, digest: str) -> bool:
+        """Mark an existing blob as written just now, as gc's grace period reads it (Last-Modified).
+
+        The object is copied onto itself with new metadata. False when there is no such blob, or when
+        the server cannot copy an object onto itself (rclone answers without an ETag): the caller then
+        uploads the bytes again, which refreshes them too.
+        """
+        if not self._self_copy:
+            return False
+        key = self.key(digest)
+        written = datetime.now(UTC).isoformat()
+        metadata: dict[str, str | list[str] | tuple[str]] = {
+            "Content-Type": "application/octet-stream",
+            "x-amz-meta-lorareg-written": written,
+        }
+        try:
+            self.client.copy_object(
+                self.bucket, key, CopySource(self.bucket, key), metadata=metadata, metadata_directive=REPLACE
+            )
+            return True
+        except ValueError:  # minio could not parse the answer
+            self._self_copy = False
+            return False
+        except _VENDOR_ERRORS as err:
+            if _code(err) in _MISSING:
+                return False
+            if _code(err) in _NO_COPY:
+                self._self_copy = False
+                return False
+            raise OSError(f"S3 request to bucket {self.bucket!r} failed: {err}") from err
 
     def _publish(self, digest: str, staged: str, max_size: int, *, etag: str | None) -> None:
         """Copy verified bytes from ``staged`` to the blob key (streamed if the server cannot copy)."""
@@ -236,16 +272,6 @@ class S3BlobStore:
         self.client.put_object(
             self.bucket, key, stream, length=-1, part_size=PART_SIZE, num_parallel_uploads=1
         )
-
-    def _exists(self, key: str) -> bool:
-        with self._vendor_errors():
-            try:
-                self.client.stat_object(self.bucket, key)
-                return True
-            except _VENDOR_ERRORS as err:
-                if _code(err) in _MISSING:
-                    return False
-                raise
 
     def _remove(self, key: str) -> None:
         """Best effort: a staged object left behind is removed later by :meth:`purge_uploads`."""

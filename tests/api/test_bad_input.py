@@ -12,7 +12,7 @@ from registry.db.models import VersionFile
 from registry.refs import RepoName
 from tests.bad_inputs import BAD_PUSHES, BadPush, prepare
 from tests.conftest import LiveServer, TinyBase
-from tests.helpers import file_entries, push, register_base
+from tests.helpers import every_page, file_entries, push, register_base
 
 
 def referenced(server: LiveServer, digests: list[str]) -> int:
@@ -57,7 +57,7 @@ def test_bad_repository_name(server: LiveServer, tiny_base: TinyBase, adapter_fa
     if response.status_code == 400:
         assert response.json()["error"]["code"] == "invalid_input"
         assert "name" in response.json()["error"]["message"]
-    for listed in server.http.get("/api/v1/repos").json():
+    for listed in every_page(server.http, "/api/v1/repos", limit=500):
         RepoName.parse(listed["id"])  # nothing with an invalid name was ever created
 
 

@@ -62,7 +62,7 @@ def test_model_info_and_tree(server: LiveServer, pushed: list[dict], repo: str, 
     api = huggingface_hub.HfApi(endpoint=f"{server.url}/hf", token=False)
     info = api.model_info(repo, revision="v1")
     assert info.id == repo and info.sha == pushed[0]["digest"].removeprefix("sha256:")[:40]
-    assert info.private is False
+    assert info.private is True  # a repository is private until made public (`lorareg repo visibility`)
     assert {s.rfilename for s in info.siblings} >= {"adapter_config.json", "adapter_model.safetensors"}
     assert api.model_info(repo).sha == pushed[1]["digest"].removeprefix("sha256:")[:40]  # main = latest
     files = {f.path: f for f in api.list_repo_tree(repo, revision=info.sha, recursive=True)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import LiveServer, TinyBase
-from tests.helpers import file_entries, push, register_base
+from tests.helpers import every_page, file_entries, push, register_base
 
 
 @pytest.fixture
@@ -168,7 +168,7 @@ def test_blob_download_range_and_cache_headers(server: LiveServer, pushed: list[
 def test_bases_list_their_adapters(
     server: LiveServer, tiny_base: TinyBase, pushed: list[dict], repo: str
 ) -> None:
-    listed = server.http.get(f"/api/v1/bases/{tiny_base.content_digest}/adapters").json()
+    listed = every_page(server.http, f"/api/v1/bases/{tiny_base.content_digest}/adapters")
     mine = [a for a in listed if a["repo"] == repo]
     assert [a["number"] for a in mine] == [2, 1]
     assert server.http.get("/api/v1/repos", params={"base": tiny_base.content_digest}).json()

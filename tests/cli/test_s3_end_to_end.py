@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,9 @@ from peft import PeftModel
 
 from registry.config import Settings
 from registry.db import migrate
+from registry.db.session import Database
+from registry.principal import REGISTRY
+from registry.services import tokens
 from registry.storage import BlobNotFound, open_blob_store
 from tests.cli.test_cli import logits, run, run_json
 from tests.conftest import LiveServer, TinyBase, start_server
@@ -75,7 +80,7 @@ def test_uploads_are_presigned_and_verified(production: LiveServer) -> None:
     ).json()
     (upload,) = target["missing"]
     assert upload["url"].startswith(f"http://{production.settings.s3_endpoint}/")
-    assert upload["verify_url"] == f"/api/v1/blobs/sha256:{digest}/verify"
+    assert re.fullmatch(rf"/api/v1/blobs/sha256:{digest}/verify\?upload=[0-9a-f]{{32}}", upload["verify_url"])
 
     not_yet = production.http.post(upload["verify_url"])
     assert not_yet.status_code == 404 and "batch call" in not_yet.json()["error"]["message"]
@@ -96,6 +101,31 @@ def test_uploads_are_presigned_and_verified(production: LiveServer) -> None:
         "/api/v1/blobs/batch", json={"blobs": [{"digest": f"sha256:{digest}", "size": len(data)}]}
     )
     assert again.json()["missing"] == []
+
+
+def test_a_presigned_verify_is_no_way_into_another_namespaces_blob(production: LiveServer) -> None:
+    """A presigned upload stages under an id only its requester was handed: verifying a blob someone
+    else stored, under an id of one's own, proves nothing and grants nothing."""
+    data = b"alpha's weights"
+    digest = hashlib.sha256(data).hexdigest()
+    production.http.put(f"/api/v1/blobs/sha256:{digest}", content=data).raise_for_status()
+    db = Database.connect(production.settings.resolved_database_url)
+    with db.transaction() as session:
+        _, secret = tokens.create_token(session, REGISTRY, name="beta-ci", scope="write", namespaces=["beta"])
+    db.dispose()
+    settings = production.settings.model_copy(update={"auth": "required"})
+    for url in start_server(settings):
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}, timeout=30) as beta:
+            wanted = {"blobs": [{"digest": f"sha256:{digest}", "size": len(data)}]}
+            (target,) = beta.post("/api/v1/blobs/batch", json=wanted).json()["missing"]
+            assert beta.post(target["verify_url"]).status_code == 404  # nothing put under its own id
+            forged = beta.post(f"/api/v1/blobs/sha256:{digest}/verify", params={"upload": uuid.uuid4().hex})
+            assert forged.status_code == 404
+            assert beta.get(f"/api/v1/blobs/sha256:{digest}").status_code == 404
+            assert beta.post("/api/v1/blobs/batch", json=wanted).json()["missing"]  # still not beta's
+            assert httpx.put(target["url"], content=data, headers=target["headers"]).status_code == 200
+            assert beta.post(target["verify_url"]).status_code == 200  # now it has shown the bytes
+            assert beta.post("/api/v1/blobs/batch", json=wanted).json()["missing"] == []
 
 
 def test_downloads_redirect_to_s3_unless_proxied(production: LiveServer, rclone_s3: S3Server) -> None:

@@ -15,6 +15,7 @@ from sqlalchemy import text
 from registry.adapters.base_manifest import read_base_manifest
 from registry.db import migrate
 from registry.db.session import Database
+from registry.principal import REGISTRY
 from registry.refs import RepoName
 from registry.services.bases import register_base
 from registry.services.blobs import FileEntry, upload_blob
@@ -48,7 +49,7 @@ class LocalRegistry:
 
     def register(self, base: TinyBase) -> None:
         with self.db.transaction() as session:
-            register_base(session, name="tiny-llama", manifest=read_base_manifest(base.path))
+            register_base(session, REGISTRY, name="tiny-llama", manifest=read_base_manifest(base.path))
 
     def push(self, repo: str, directory: Path, base: TinyBase) -> Pushed:
         """Upload the directory's blobs, then commit them, as the API does (two transactions)."""
@@ -63,7 +64,12 @@ class LocalRegistry:
         )
         with self.db.transaction() as session:
             result = push_version(
-                session, self.store, RepoName.parse(repo), request, max_config_size=MAX_SIZE
+                session,
+                self.store,
+                RepoName.parse(repo),
+                request,
+                principal=REGISTRY,
+                max_config_size=MAX_SIZE,
             )
             number, digest = result.version.number, result.version.digest
         return Pushed(repo, number, digest, {e["path"]: e["digest"][7:] for e in entries})

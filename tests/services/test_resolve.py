@@ -15,6 +15,7 @@ from sqlalchemy import event
 
 from registry.db.lookups import Lookups
 from registry.errors import BaseMismatch, Gone, InvalidInput, NotFound
+from registry.principal import REGISTRY
 from registry.refs import RepoRef
 from registry.services import versions
 from registry.services.yank import yank
@@ -105,7 +106,7 @@ def pushed(registry: LocalRegistry, tiny_base: TinyBase, adapter_factory: Callab
 def resolve(
     runner: asyncio.Runner, lookups: Lookups, ref: str, base_sha: str | None = None
 ) -> versions.Resolved:
-    return runner.run(versions.resolve(lookups, RepoRef.parse(ref), base_sha=base_sha))
+    return runner.run(versions.resolve(lookups, RepoRef.parse(ref), REGISTRY, base_sha=base_sha))
 
 
 @pytest.mark.parametrize("spelling", ["acme/bot", "acme/bot:latest", "acme/bot#2", "digest", "prefix"])
@@ -157,7 +158,7 @@ def test_yanked_versions_answer_only_to_their_digest(
     pushed: list[Pushed],
 ) -> None:
     with registry.db.transaction() as session:
-        yank(session, RepoRef.parse("acme/bot#1"), reason="leaks PII", actor="test")
+        yank(session, RepoRef.parse("acme/bot#1"), reason="leaks PII", principal=REGISTRY)
     with pytest.raises(Gone, match="leaks PII"):
         resolve(runner, lookups, "acme/bot#1")
     assert resolve(runner, lookups, f"acme/bot@sha256:{pushed[0].digest}").yanked

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tests.s3_servers import S3Server
 
 MiB = 1024 * 1024
 EXPIRES = timedelta(minutes=5)
+UPLOAD = "a" * 32  # an upload id (registry.storage.base.UPLOAD_ID)
 OCTET_STREAM = {"Content-Type": "application/octet-stream"}  # moto stores 0 bytes without it
 
 
@@ -70,6 +72,20 @@ def test_ingest_is_idempotent(store: BlobStore) -> None:
     assert b"".join(store.read_range(digest)) == data
 
 
+def test_ingesting_a_stored_blob_again_refreshes_its_modification_time(store: BlobStore) -> None:
+    """gc reads the modification time as "written then": a push re-uploading an old orphan protects it."""
+    data = b"uploaded twice"
+    digest = digest_of(data)
+    store.ingest(digest, [data], max_size=100)
+    first = store.stat(digest).modified
+    time.sleep(1.1)  # S3's Last-Modified has one-second resolution
+    assert store.ingest(digest, [data], max_size=100) == len(data)
+    assert store.stat(digest).modified > first
+    assert [(b.digest, b.modified > first) for b in store.iter_blobs()] == [(digest, True)]
+    assert b"".join(store.read_range(digest)) == data
+    assert store.purge_uploads(datetime.now(UTC) + timedelta(days=1)) == 0  # no staged copy left
+
+
 def test_wrong_bytes_are_refused_and_nothing_is_kept(store: BlobStore) -> None:
     declared = digest_of(b"what the client promised")
     with pytest.raises(DigestMismatch, match=declared):
@@ -113,7 +129,7 @@ def test_blob_key_refuses_anything_but_a_digest() -> None:
 
 def abandon_upload(store: BlobStore, data: bytes) -> None:
     """Leave staged bytes behind, as a client that never commits (or a crash) does."""
-    url = store.upload_url(digest_of(data), expires=EXPIRES)
+    url = store.upload_url(digest_of(data), upload_id=UPLOAD, expires=EXPIRES)
     if url is not None:
         httpx.put(url, content=data, headers=OCTET_STREAM).raise_for_status()
     else:
@@ -157,52 +173,72 @@ def test_filesystem_has_no_presigned_urls(tmp_path: Path) -> None:
     store = open_blob_store(f"file://{tmp_path}")
     digest = digest_of(b"bytes")
     store.ingest(digest, [b"bytes"], max_size=100)
-    assert store.upload_url(digest, expires=EXPIRES) is None  # uploads go through the API
+    assert store.upload_url(digest, upload_id=UPLOAD, expires=EXPIRES) is None  # uploads go through the API
     assert store.download_url(digest, expires=EXPIRES) is None  # and so do downloads
     with pytest.raises(BlobNotFound):
-        store.promote_upload(digest, max_size=100)
+        store.promote_upload(digest, upload_id=UPLOAD, max_size=100)
 
 
 def test_presigned_upload_round_trip(presigning_store: BlobStore) -> None:
     store = presigning_store
     data = b"adapter bytes " * 1000
     digest = digest_of(data)
-    url = store.upload_url(digest, expires=EXPIRES)
+    url = store.upload_url(digest, upload_id=UPLOAD, expires=EXPIRES)
     assert url is not None
     with pytest.raises(BlobNotFound):  # nothing uploaded yet
-        store.promote_upload(digest, max_size=len(data))
+        store.promote_upload(digest, upload_id=UPLOAD, max_size=len(data))
     httpx.put(url, content=data, headers=OCTET_STREAM).raise_for_status()
     with pytest.raises(BlobNotFound):  # not published before it is verified
         store.stat(digest)
-    assert store.promote_upload(digest, max_size=len(data)) == len(data)
+    assert store.promote_upload(digest, upload_id=UPLOAD, max_size=len(data)) == len(data)
     assert b"".join(store.read_range(digest)) == data
     assert store.purge_uploads(datetime.now(UTC) + timedelta(days=1)) == 0
-    assert store.promote_upload(digest, max_size=len(data)) == len(data)  # a retried commit
+    with pytest.raises(BlobNotFound):  # promoted already: a retry is the service's to answer
+        store.promote_upload(digest, upload_id=UPLOAD, max_size=len(data))
+    other = store.upload_url(digest, upload_id="1" * 32, expires=EXPIRES)
+    assert other is not None and other != url  # each upload has a staging place of its own
+
+
+def test_promoting_a_stored_blob_again_refreshes_its_modification_time(presigning_store: BlobStore) -> None:
+    store = presigning_store
+    data = b"presigned twice"
+    digest = digest_of(data)
+    url = store.upload_url(digest, upload_id=UPLOAD, expires=EXPIRES)
+    assert url is not None
+    httpx.put(url, content=data, headers=OCTET_STREAM).raise_for_status()
+    store.promote_upload(digest, upload_id=UPLOAD, max_size=len(data))
+    first = store.stat(digest).modified
+    time.sleep(1.1)
+    httpx.put(url, content=data, headers=OCTET_STREAM).raise_for_status()
+    assert store.promote_upload(digest, upload_id=UPLOAD, max_size=len(data)) == len(data)
+    assert store.stat(digest).modified > first
+    assert [b.modified > first for b in store.iter_blobs()] == [True]
+    assert b"".join(store.read_range(digest)) == data
 
 
 def test_lying_presigned_upload_is_refused_and_removed(presigning_store: BlobStore) -> None:
     store = presigning_store
     declared = digest_of(b"what the client promised")
-    url = store.upload_url(declared, expires=EXPIRES)
+    url = store.upload_url(declared, upload_id=UPLOAD, expires=EXPIRES)
     assert url is not None
     httpx.put(url, content=b"something else", headers=OCTET_STREAM).raise_for_status()
     with pytest.raises(DigestMismatch, match=declared):
-        store.promote_upload(declared, max_size=100)
+        store.promote_upload(declared, upload_id=UPLOAD, max_size=100)
     with pytest.raises(BlobNotFound):
         store.stat(declared)
     assert store.purge_uploads(datetime.now(UTC) + timedelta(days=1)) == 0  # the staged object is gone
     with pytest.raises(BlobNotFound):
-        store.promote_upload(declared, max_size=100)
+        store.promote_upload(declared, upload_id=UPLOAD, max_size=100)
 
 
 def test_oversize_presigned_upload_is_refused(presigning_store: BlobStore) -> None:
     store = presigning_store
     data = b"x" * 5000
-    url = store.upload_url(digest_of(data), expires=EXPIRES)
+    url = store.upload_url(digest_of(data), upload_id=UPLOAD, expires=EXPIRES)
     assert url is not None
     httpx.put(url, content=data, headers=OCTET_STREAM).raise_for_status()
     with pytest.raises(TooLarge, match="4096"):
-        store.promote_upload(digest_of(data), max_size=4096)
+        store.promote_upload(digest_of(data), upload_id=UPLOAD, max_size=4096)
     assert store.purge_uploads(datetime.now(UTC) + timedelta(days=1)) == 0
 
 

@@ -84,7 +84,7 @@ def test_prefixes_keep_stores_apart(server: S3Server) -> None:
     with pytest.raises(BlobNotFound):
         two.stat(digest)
     assert one.key(digest) == f"one/blobs/sha256/{digest[:2]}/{digest}"
-    assert two.upload_key(digest) == f"two/uploads/sha256/{digest}"
+    assert two.upload_key(digest, "b" * 32) == f"two/uploads/sha256/{digest}/{'b' * 32}"
 
 
 def test_open_blob_store_s3_url(server: S3Server) -> None:

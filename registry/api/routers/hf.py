@@ -19,11 +19,13 @@ from typing import Any
 from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
-from registry.api.deps import Reader, ReadSession, RegistryDep
+from registry.api.caching import immutable
+from registry.api.deps import Caller, ReadSession, RegistryDep
 from registry.api.errors import error_response
 from registry.api.streaming import blob_response
 from registry.db.models import Version, VersionFile
 from registry.errors import Gone, InvalidInput, NotFound
+from registry.principal import Principal
 from registry.refs import DEFAULT_TAG, MIN_DIGEST_PREFIX, Ref, RepoName
 from registry.services import repos, versions
 
@@ -62,9 +64,9 @@ def _parse_revision(revision: str) -> list[Ref]:
         raise
 
 
-def _find(session: ReadSession, namespace: str, name: str, revision: str) -> Version:
+def _find(session: ReadSession, namespace: str, name: str, revision: str, principal: Principal) -> Version:
     try:
-        repository = repos.get_repository(session, RepoName.parse(f"{namespace}/{name}"))
+        repository = repos.get_repository(session, RepoName.parse(f"{namespace}/{name}"), principal)
     except (NotFound, InvalidInput) as exc:
         raise HfError("RepoNotFound", str(exc)) from exc
     try:
@@ -96,7 +98,7 @@ def _model_info(version: Version, *, blobs: bool) -> dict[str, Any]:
         "id": repo_id,
         "modelId": repo_id,
         "sha": _sha(version),
-        "private": False,
+        "private": version.repository.visibility != "public",
         "gated": False,
         "disabled": False,
         "lastModified": created,
@@ -156,14 +158,14 @@ def model_info(
     name: str,
     request: Request,
     session: ReadSession,
-    _: Reader,
+    principal: Caller,
     revision: str = "main",
     blobs: bool = False,
 ) -> Response:
     """``HfApi.model_info``: the version's ``sha`` and its files (``siblings``; with ``blobs``, as
     ``files_metadata=True`` asks, each file's ``blobId`` and ``lfs`` sha256 and size)."""
     try:
-        version = _find(session, namespace, name, revision)
+        version = _find(session, namespace, name, revision, principal)
     except HfError as exc:
         return exc.response(request)
     return JSONResponse(_model_info(version, blobs=blobs))
@@ -177,13 +179,13 @@ def tree(
     revision: str,
     request: Request,
     session: ReadSession,
-    _: Reader,
+    principal: Caller,
     path: str = "",
     recursive: bool = False,
 ) -> Response:
     """``HfApi.list_repo_tree`` (what ``snapshot_download`` lists files with): one page, no ``Link``."""
     try:
-        version = _find(session, namespace, name, revision)
+        version = _find(session, namespace, name, revision, principal)
         entries = _tree(version, path, recursive=recursive)
         if entries is None:
             raise HfError("EntryNotFound", f"{version.repository.full_name} has no folder {path!r}")
@@ -201,12 +203,12 @@ def resolve_file(
     request: Request,
     session: ReadSession,
     registry: RegistryDep,
-    _: Reader,
+    principal: Caller,
 ) -> Response:
     """``hf_hub_download``: HEAD for the metadata (``ETag``, ``X-Repo-Commit``, size), GET for the bytes
     (``Range`` honoured): a redirect to a presigned URL on object storage, else streamed from the store."""
     try:
-        version = _find(session, namespace, name, revision)
+        version = _find(session, namespace, name, revision, principal)
     except HfError as exc:
         return exc.response(request)
     file = next((f for f in version.files if f.path == path), None)
@@ -224,6 +226,8 @@ def resolve_file(
         "X-Linked-Etag": f'"{digest}"',
         "X-Linked-Size": str(size),
         "Accept-Ranges": "bytes",
-        "Cache-Control": "no-cache" if revision != _sha(version) else "public, max-age=31536000, immutable",
+        "Cache-Control": (
+            immutable(principal, version.repository.visibility) if revision == _sha(version) else "no-cache"
+        ),
     }
     return blob_response(request, registry.store, registry.settings, digest, size, headers)

@@ -6,7 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response, status
 
-from registry.api.deps import Reader, Registry, RegistryDep, authenticate, get_registry
+from registry.api.caching import immutable
+from registry.api.deps import Caller, Registry, RegistryDep, caller, get_registry
 from registry.api.schemas import (
     ErrorDetail,
     ResolveBatchIn,
@@ -55,14 +56,16 @@ async def resolve(request: Request) -> Response:
 
     ``ETag`` is the version digest (``If-None-Match`` answers 304); digest refs are cached as immutable,
     tag refs revalidated (``no-cache``). One query, a lookup on the event loop."""
-    await authenticate(request, "read")
+    principal = await caller(request)
     path = request.path_params
     target = RepoRef(RepoName.parse(f"{path['namespace']}/{path['name']}"), Ref.parse(path["ref"]))
     base = request.query_params.get("base")
-    resolved = await versions.resolve(get_registry(request).lookups, target, base_sha=base)
+    resolved = await versions.resolve(get_registry(request).lookups, target, principal, base_sha=base)
     headers = {
         "ETag": f'"{resolved.digest}"',
-        "Cache-Control": "public, max-age=31536000, immutable" if target.ref.kind == "digest" else "no-cache",
+        "Cache-Control": immutable(principal, resolved.visibility)
+        if target.ref.kind == "digest"
+        else "no-cache",
     }
     if request.headers.get("if-none-match", "").strip() in (headers["ETag"], resolved.digest, "*"):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
@@ -70,7 +73,7 @@ async def resolve(request: Request) -> Response:
 
 
 @router.post("/resolve")
-async def resolve_batch(body: ResolveBatchIn, registry: RegistryDep, principal: Reader) -> ResolveBatchOut:
+async def resolve_batch(body: ResolveBatchIn, registry: RegistryDep, principal: Caller) -> ResolveBatchOut:
     """Resolve many refs in one round trip (a server loading its adapters at start); each answers with
     its version or its own error, so one bad ref does not fail the rest. One lookup per ref."""
     return ResolveBatchOut(results=[await _resolve(registry, principal, r, body.base) for r in body.refs])
@@ -78,9 +81,7 @@ async def resolve_batch(body: ResolveBatchIn, registry: RegistryDep, principal: 
 
 async def _resolve(registry: Registry, principal: Principal, ref: str, base: str | None) -> ResolvedOut:
     try:
-        target = RepoRef.parse(ref)
-        principal.require("read", target.repo.namespace)
-        resolved = await versions.resolve(registry.lookups, target, base_sha=base)
+        resolved = await versions.resolve(registry.lookups, RepoRef.parse(ref), principal, base_sha=base)
         return ResolvedOut(ref=ref, version=resolved_out(resolved))
     except RegistryError as error:
         return ResolvedOut(ref=ref, error=ErrorDetail(code=error.code, message=error.message))

@@ -1,16 +1,16 @@
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import anyio
 import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response, status
 
-from registry.api.deps import Reader, ReadSession, RegistryDep, Writer, WriteSession
+from registry.api.deps import Caller, ReadSession, RegistryDep, WriteSession
 from registry.api.schemas import TagEventOut, TagMoveIn, TagOut, tag_event_out, tag_out
-from registry.db import queries
 from registry.refs import Ref, RepoName
-from registry.services import repos, tags
+from registry.services import tags
 
 router = APIRouter(prefix="/repos/{namespace}/{name}/tags", tags=["tags"])
 
@@ -19,31 +19,37 @@ WATCH_MAX_TIMEOUT = 60.0
 
 
 @router.get("")
-def list_tags(namespace: str, name: str, session: ReadSession, _: Reader) -> list[TagOut]:
-    repository = repos.get_repository(session, RepoName.parse(f"{namespace}/{name}"))
-    return [tag_out(t) for t in queries.list_tags(session, repository)]
+def list_tags(namespace: str, name: str, session: ReadSession, principal: Caller) -> list[TagOut]:
+    return [tag_out(t) for t in tags.list_tags(session, RepoName.parse(f"{namespace}/{name}"), principal)]
 
 
-@router.put("/{tag}")
+@router.put("/{tag}", name="tag.move")
 def move_tag(
-    namespace: str, name: str, tag: str, body: TagMoveIn, session: WriteSession, principal: Writer
+    namespace: str, name: str, tag: str, body: TagMoveIn, session: WriteSession, principal: Caller
 ) -> TagOut:
-    """Point a tag at a version; ``expected``/``expect_absent`` make it a compare-and-set (409 when stale)."""
-    expected: Ref | bool | None = True
+    """Point a tag at a version; ``expected``/``expect_absent`` make it a compare-and-set (409 when stale).
+    A yanked version is refused (409) unless ``allow_yanked``."""
+    expected: Ref | Literal[True] | None = True
     if body.expect_absent:
         expected = None
     elif body.expected is not None:
         expected = Ref.parse(body.expected)
     repo = RepoName.parse(f"{namespace}/{name}")
-    tags.move_tag(session, repo, tag, Ref.parse(body.target), expected=expected, actor=principal.name)
-    moved = queries.get_tag(session, repos.get_repository(session, repo), tag)
-    assert moved is not None
-    return tag_out(moved)
+    tags.move_tag(
+        session,
+        repo,
+        tag,
+        Ref.parse(body.target),
+        expected=expected,
+        principal=principal,
+        allow_yanked=body.allow_yanked,
+    )
+    return tag_out(tags.get_tag(session, repo, tag, principal))
 
 
-@router.delete("/{tag}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_tag(namespace: str, name: str, tag: str, session: WriteSession, principal: Writer) -> Response:
-    tags.remove_tag(session, RepoName.parse(f"{namespace}/{name}"), tag, actor=principal.name)
+@router.delete("/{tag}", status_code=status.HTTP_204_NO_CONTENT, name="tag.delete")
+def delete_tag(namespace: str, name: str, tag: str, session: WriteSession, principal: Caller) -> Response:
+    tags.remove_tag(session, RepoName.parse(f"{namespace}/{name}"), tag, principal=principal)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -53,14 +59,12 @@ def tag_history(
     name: str,
     tag: str,
     session: ReadSession,
-    _: Reader,
+    principal: Caller,
     limit: int = Query(100, ge=1, le=1000),
 ) -> list[TagEventOut]:
     """Every move of the tag, newest first."""
-    return [
-        tag_event_out(e)
-        for e in tags.history(session, RepoName.parse(f"{namespace}/{name}"), tag, limit=limit)
-    ]
+    repo = RepoName.parse(f"{namespace}/{name}")
+    return [tag_event_out(e) for e in tags.history(session, repo, tag, principal, limit=limit)]
 
 
 @router.get(
@@ -74,7 +78,7 @@ async def watch_tag(
     tag: str,
     request: Request,
     registry: RegistryDep,
-    _: Reader,
+    principal: Caller,
     since: str | None = Query(
         None, description="the digest the caller has; answer once the tag moves off it"
     ),
@@ -90,7 +94,7 @@ async def watch_tag(
 
     def check() -> TagOut | None:
         with registry.db.transaction(write=False) as session:
-            found = tags.changed_tag(session, repo, tag, since)
+            found = tags.changed_tag(session, repo, tag, since, principal)
             return tag_out(found) if found is not None else None
 
     deadline = time.monotonic() + timeout

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, Response, status
 
-from registry.api.deps import Reader, ReadSession, RegistryDep, Writer, WriteSession
+from registry.api.deps import Caller, ReadSession, RegistryDep, WriteSession
 from registry.api.schemas import (
     PushIn,
     PushOut,
@@ -11,9 +11,8 @@ from registry.api.schemas import (
     push_out,
     version_out,
 )
-from registry.db import queries
-from registry.refs import Ref, RepoName, RepoRef
-from registry.services import repos, versions
+from registry.refs import MAX_NUMBER, Ref, RepoName, RepoRef
+from registry.services import versions
 from registry.services.blobs import FileEntry
 from registry.services.push import PushRequest, push_version
 from registry.services.yank import yank
@@ -30,20 +29,22 @@ def log(
     namespace: str,
     name: str,
     session: ReadSession,
-    _: Reader,
+    principal: Caller,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_NUMBER),
 ) -> list[VersionOut]:
     """The repository's versions, newest first."""
-    repository = repos.get_repository(session, RepoName.parse(f"{namespace}/{name}"))
-    found = versions.log(session, repository, limit=limit, offset=offset)
-    tags = queries.tags_by_version(session, (v.id for v in found))
+    found = versions.log(
+        session, RepoName.parse(f"{namespace}/{name}"), principal, limit=limit, offset=offset
+    )
+    tags = versions.tags_by_version(session, found)
     return [version_out(v, tags.get(v.id, [])) for v in found]
 
 
 @router.post(
     "/versions",
     status_code=status.HTTP_201_CREATED,
+    name="version.push",
     responses={200: {"model": PushOut, "description": "the same content was already a version"}},
 )
 def commit(
@@ -51,11 +52,13 @@ def commit(
     name: str,
     body: PushIn,
     session: WriteSession,
-    principal: Writer,
+    principal: Caller,
     registry: RegistryDep,
     response: Response,
 ) -> PushOut:
-    """Commit a pushed adapter whose blobs are uploaded. Identical content returns the existing version."""
+    """Commit a pushed adapter whose blobs are uploaded. Identical content returns the existing version
+    (and moves no tag onto it if it was yanked). ``author`` is descriptive; the audit trail records the
+    token."""
     request = PushRequest(
         files=[FileEntry(f.path, f.digest, f.size) for f in body.files],
         base_sha=body.base,
@@ -72,31 +75,29 @@ def commit(
         registry.store,
         RepoName.parse(f"{namespace}/{name}"),
         request,
+        principal=principal,
         max_config_size=registry.settings.max_config_size,
     )
     if not result.created:
         response.status_code = status.HTTP_200_OK
     return push_out(
         result.version,
-        queries.tags_of_version(session, result.version),
+        versions.tags_of(session, result.version),
         created=result.created,
         tags_moved=result.tags_moved,
     )
 
 
 @router.get("/versions/{ref}")
-def show(namespace: str, name: str, ref: str, session: ReadSession, _: Reader) -> VersionOut:
+def show(namespace: str, name: str, ref: str, session: ReadSession, principal: Caller) -> VersionOut:
     """One version by tag, ``sha256:<hex>`` (or a 12+ hex prefix) or ``#<number>``; yanked ones too."""
-    target = _target(namespace, name, ref)
-    version = versions.get_version(
-        session, repos.get_repository(session, target.repo), target.ref, allow_yanked=True
-    )
-    return version_out(version, queries.tags_of_version(session, version))
+    version = versions.find_version(session, _target(namespace, name, ref), principal, allow_yanked=True)
+    return version_out(version, versions.tags_of(session, version))
 
 
-@router.post("/versions/{ref}/yank")
+@router.post("/versions/{ref}/yank", name="version.yank")
 def yank_version(
-    namespace: str, name: str, ref: str, body: YankIn, session: WriteSession, principal: Writer
+    namespace: str, name: str, ref: str, body: YankIn, session: WriteSession, principal: Caller
 ) -> VersionOut:
-    version = yank(session, _target(namespace, name, ref), reason=body.reason, actor=principal.name)
-    return version_out(version, queries.tags_of_version(session, version))
+    version = yank(session, _target(namespace, name, ref), reason=body.reason, principal=principal)
+    return version_out(version, versions.tags_of(session, version))

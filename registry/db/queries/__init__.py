@@ -1,6 +1,9 @@
 """Every query the services run, one module per domain. Services never build SQL themselves."""
 
+from registry.db.queries.audit import list_audit_events
 from registry.db.queries.bases import (
+    ensure_base,
+    ensure_base_sha,
     get_base_by_digest,
     get_base_by_sha,
     get_base_sha,
@@ -10,6 +13,8 @@ from registry.db.queries.bases import (
 from registry.db.queries.blobs import (
     known_blobs,
     record_blob,
+    record_upload,
+    visible_blobs,
 )
 from registry.db.queries.jobs import find_reusable_job, get_job, list_jobs, unfinished_jobs
 from registry.db.queries.repos import (
@@ -18,6 +23,7 @@ from registry.db.queries.repos import (
     ensure_repository,
     get_repository,
     list_repositories,
+    readable,
 )
 from registry.db.queries.tags import (
     get_tag,
@@ -60,6 +66,8 @@ __all__ = [
     "delete_repository",
     "deliveries_of",
     "due_deliveries",
+    "ensure_base",
+    "ensure_base_sha",
     "ensure_repository",
     "find_reusable_job",
     "find_versions",
@@ -76,6 +84,7 @@ __all__ = [
     "get_webhook",
     "insert_tag_if_absent",
     "known_blobs",
+    "list_audit_events",
     "list_bases",
     "list_jobs",
     "list_repositories",
@@ -85,7 +94,9 @@ __all__ = [
     "list_webhooks",
     "newest_unyanked_version",
     "next_version_number",
+    "readable",
     "record_blob",
+    "record_upload",
     "resolve_query",
     "tag_history",
     "tags_by_version",
@@ -94,5 +105,6 @@ __all__ = [
     "touch_token",
     "unfinished_jobs",
     "versions_on_base",
+    "visible_blobs",
     "webhooks_for",
 ]

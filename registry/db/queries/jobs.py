@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from registry.db.models import Job
@@ -27,9 +27,22 @@ def find_reusable_job(session: Session, key: str) -> Job | None:
 
 
 def list_jobs(
-    session: Session, *, status: str | None = None, kind: str | None = None, limit: int = 50
+    session: Session,
+    *,
+    status: str | None = None,
+    kind: str | None = None,
+    before: Job | None = None,
+    limit: int = 50,
 ) -> Sequence[Job]:
-    query = select(Job).order_by(Job.created_at.desc()).limit(limit)
+    """Newest first; ``before``: only jobs older than that one (a cursor)."""
+    query = select(Job).order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(
+            or_(
+                Job.created_at < before.created_at,
+                and_(Job.created_at == before.created_at, Job.id < before.id),
+            )
+        )
     if status is not None:
         query = query.where(Job.status == status)
     if kind is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, or_, select, true, tuple_
 from sqlalchemy.orm import Session
 
 from registry.db.models import (
@@ -33,10 +33,31 @@ def ensure_repository(session: Session, namespace: str, name: str) -> Repository
     return repository
 
 
+def readable(namespaces: tuple[str, ...] | None) -> ColumnElement[bool]:
+    """Repositories readable by a caller of ``namespaces`` (None: every one): theirs, and public ones."""
+    if namespaces is None:
+        return true()
+    return or_(Repository.visibility == "public", Repository.namespace.in_(namespaces))
+
+
 def list_repositories(
-    session: Session, *, namespace: str | None = None, base_id: int | None = None
+    session: Session,
+    *,
+    readable_in: tuple[str, ...] | None,
+    namespace: str | None = None,
+    base_id: int | None = None,
+    after: tuple[str, str] | None = None,
+    limit: int,
 ) -> Sequence[Repository]:
-    query = select(Repository).order_by(Repository.namespace, Repository.name)
+    """By namespace and name, after ``after`` (a cursor), readable by ``readable_in`` (see ``readable``)."""
+    query = (
+        select(Repository)
+        .where(readable(readable_in))
+        .order_by(Repository.namespace, Repository.name)
+        .limit(limit)
+    )
+    if after is not None:
+        query = query.where(tuple_(Repository.namespace, Repository.name) > tuple_(*after))
     if namespace is not None:
         query = query.where(Repository.namespace == namespace)
     if base_id is not None:

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Select, bindparam, func, literal, select
+from sqlalchemy import Select, and_, bindparam, func, literal, or_, select, tuple_
 from sqlalchemy.orm import Session
 
 from registry.db.models import (
@@ -17,6 +17,7 @@ from registry.db.models import (
     Version,
     VersionFile,
 )
+from registry.db.queries.repos import readable
 from registry.refs import Ref, RepoName
 
 
@@ -76,6 +77,7 @@ def _resolve_statement(kind: str, *, with_base: bool) -> Select[Any]:
             Version.yanked_at,
             Version.yank_reason,
             Version.base_sha,
+            Repository.visibility,
             BaseModel.name.label("base_name"),
             BaseModel.content_digest.label("base_content_digest"),
             answers.label("base_matches"),
@@ -121,9 +123,29 @@ def add_files(session: Session, version: Version, files: Iterable[tuple[str, str
     session.add_all(VersionFile(version_id=version.id, path=p, blob_digest=d, size=s) for p, d, s in files)
 
 
-def versions_on_base(session: Session, base: BaseModel) -> Sequence[Version]:
-    return session.scalars(
+def versions_on_base(
+    session: Session,
+    base: BaseModel,
+    *,
+    readable_in: tuple[str, ...] | None,
+    after: tuple[str, str, int] | None,
+    limit: int,
+) -> Sequence[Version]:
+    """Unyanked versions made for ``base`` in repositories readable by ``readable_in``, by repository
+    name and newest first, after ``after`` = (namespace, name, number), a cursor."""
+    query = (
         select(Version)
-        .where(Version.base_id == base.id, Version.yanked_at.is_(None))
-        .order_by(Version.repository_id, Version.number.desc())
-    ).all()
+        .join(Repository, Repository.id == Version.repository_id)
+        .where(Version.base_id == base.id, Version.yanked_at.is_(None), readable(readable_in))
+        .order_by(Repository.namespace, Repository.name, Version.number.desc())
+        .limit(limit)
+    )
+    if after is not None:
+        namespace, name, number = after
+        query = query.where(
+            or_(
+                tuple_(Repository.namespace, Repository.name) > tuple_(namespace, name),
+                and_(Repository.namespace == namespace, Repository.name == name, Version.number < number),
+            )
+        )
+    return session.scalars(query).all()
