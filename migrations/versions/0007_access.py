@@ -24,9 +24,7 @@ def upgrade() -> None:
         sa.Column("visibility", sa.String(length=16), nullable=False, server_default="private"),
     )
     if op.get_bind().dialect.name != "sqlite":
-        op.create_check_constraint(
-            "visibility_known", "repositories", "visibility IN ('private', 'public')"
-        )
+        op.create_check_constraint("visibility_known", "repositories", "visibility IN ('private', 'public')")
     op.create_table(
         "blob_uploads",
         sa.Column("digest", sa.String(length=64), nullable=False),

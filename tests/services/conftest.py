@@ -20,7 +20,7 @@ from registry.refs import RepoName
 from registry.services.bases import register_base
 from registry.services.blobs import FileEntry, upload_blob
 from registry.services.push import PushRequest, push_version
-from registry.storage import open_blob_store
+from registry.storage import BlobStore, open_blob_store
 from registry.storage.filesystem import FilesystemBlobStore
 from tests.conftest import TinyBase
 from tests.helpers import file_entries
@@ -35,6 +35,18 @@ class Pushed:
     number: int
     digest: str
     files: dict[str, str]  # path → blob digest (hex)
+
+
+def commit(db: Database, store: BlobStore, repo: str, entries: list[dict], base_sha: str) -> tuple[int, str]:
+    """Commit uploaded files as a version of ``repo`` (the registry's own push); its number and digest."""
+    request = PushRequest(
+        files=[FileEntry(e["path"], e["digest"], e["size"]) for e in entries], base_sha=base_sha
+    )
+    with db.transaction() as session:
+        result = push_version(
+            session, store, RepoName.parse(repo), request, principal=REGISTRY, max_config_size=MAX_SIZE
+        )
+        return result.version.number, result.version.digest
 
 
 @dataclass
@@ -58,20 +70,7 @@ class LocalRegistry:
             for entry in entries:
                 data = (directory / entry["path"]).read_bytes()
                 upload_blob(session, self.store, entry["digest"][7:], [data], max_size=MAX_SIZE)
-        request = PushRequest(
-            files=[FileEntry(e["path"], e["digest"], e["size"]) for e in entries],
-            base_sha=base.content_digest,
-        )
-        with self.db.transaction() as session:
-            result = push_version(
-                session,
-                self.store,
-                RepoName.parse(repo),
-                request,
-                principal=REGISTRY,
-                max_config_size=MAX_SIZE,
-            )
-            number, digest = result.version.number, result.version.digest
+        number, digest = commit(self.db, self.store, repo, entries, base.content_digest)
         return Pushed(repo, number, digest, {e["path"]: e["digest"][7:] for e in entries})
 
     def upload(self, data: bytes) -> str:

@@ -33,13 +33,13 @@ from registry.principal import REGISTRY
 from registry.refs import RepoName
 from registry.services import repos, versions
 from registry.services.bases import register_base
-from registry.services.blobs import FileEntry, missing_blobs, upload_blob
+from registry.services.blobs import missing_blobs, upload_blob
 from registry.services.maintenance import fsck, gc
-from registry.services.push import PushRequest, push_version
 from registry.storage import BlobStore, open_blob_store
 from tests.conftest import TinyBase
 from tests.helpers import file_entries
 from tests.service_checks import fresh_postgres_database
+from tests.services.conftest import commit
 
 MAX_SIZE = 8 * 1024 * 1024
 ROUNDS = 4
@@ -97,19 +97,7 @@ class Race:
                 data = (self.directory / entry["path"]).read_bytes()
                 with self.db.transaction() as session:
                     upload_blob(session, self.store, entry["digest"][7:], [data], max_size=MAX_SIZE)
-        request = PushRequest(
-            files=[FileEntry(e["path"], e["digest"], e["size"]) for e in entries], base_sha=self.base
-        )
-        with self.db.transaction() as session:
-            pushed = push_version(
-                session,
-                self.store,
-                RepoName.parse(repo),
-                request,
-                principal=REGISTRY,
-                max_config_size=MAX_SIZE,
-            )
-            return pushed.version.digest
+        return commit(self.db, self.store, repo, entries, self.base)[1]
 
 
 def collect(race: Race) -> None:
