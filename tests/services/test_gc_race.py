@@ -54,8 +54,10 @@ class SlowDeletes:
 
     def __init__(self, store: BlobStore) -> None:
         self._store = store
+        self.deleting = threading.Event()  # gc has begun deleting bytes
 
     def delete(self, digest: str) -> None:
+        self.deleting.set()
         time.sleep(DELETE_LATENCY)
         self._store.delete(digest)
 
@@ -148,15 +150,19 @@ def test_gc_racing_pushes_never_deletes_a_committed_blob(
 ) -> None:
     with database.transaction() as session:
         register_base(session, REGISTRY, name="tiny-llama", manifest=read_base_manifest(tiny_base.path))
-    race = Race(database, SlowDeletes(store), adapter_factory(seed=3), tiny_base.content_digest)
+    slow = SlowDeletes(store)
+    race = Race(database, slow, adapter_factory(seed=3), tiny_base.content_digest)
 
     for number in range(ROUNDS):
-        threads = [threading.Thread(target=collect, args=(race,))] + [
-            threading.Thread(target=race.push, args=(f"race/r{number}-{j}",)) for j in range(PUSHERS)
-        ]
-        for thread in threads:
+        collector = threading.Thread(target=collect, args=(race,))
+        pushers = [threading.Thread(target=race.push, args=(f"race/r{number}-{j}",)) for j in range(PUSHERS)]
+        slow.deleting.clear()
+        collector.start()
+        if number > 0:  # the last round's blobs are orphans now: push them while gc is deleting them
+            assert slow.deleting.wait(30), "gc never began deleting the orphans"
+        for thread in pushers:
             thread.start()
-        for thread in threads:
+        for thread in [collector, *pushers]:
             thread.join()
 
         committed = [(repo, digest) for repo, digest in race.committed if repo.startswith(f"race/r{number}-")]
