@@ -25,6 +25,9 @@ import uvicorn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["LOREG_CACHE"] = tempfile.mkdtemp(prefix="lorareg-test-cache-")  # never the user's cache
+# Every test server may deliver webhooks to the loopback receivers the tests run: servers on one
+# database all dispatch its deliveries, and one refusing loopback targets would fail the others'.
+os.environ["LOREG_WEBHOOK_ALLOW_PRIVATE"] = "true"
 
 from make_tiny_adapter import make_adapter, make_base
 
@@ -87,9 +90,7 @@ def start_server(settings: Settings) -> Iterator[str]:
 def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A live lorareg server on the parametrized database and a fresh blob directory."""
     home = tmp_path_factory.mktemp("home")
-    settings = Settings(
-        home=home, database_url=database_url, max_blob_size=8 * 1024 * 1024, webhook_allow_private=True
-    )
+    settings = Settings(home=home, database_url=database_url, max_blob_size=8 * 1024 * 1024)
     for url in start_server(settings):
         with httpx.Client(base_url=url, timeout=30) as http:
             yield LiveServer(url=url, settings=settings, http=http)

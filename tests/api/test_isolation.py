@@ -119,7 +119,6 @@ def teams(
         home=tmp_path_factory.mktemp("isolation"),
         database_url=database_url,
         auth="required",
-        webhook_allow_private=True,
         # Jobs are queued on a broker no worker reads, so that they stay cancellable.
         executor="celery",
         broker_url="redis://127.0.0.1:6379/13",

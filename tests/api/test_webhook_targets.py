@@ -46,8 +46,10 @@ PUBLIC = "93.184.215.14"
 def strict_server() -> Iterator[LiveServer]:
     """A server with the default setting: no private webhook targets."""
     home = Path(tempfile.mkdtemp(prefix="lorareg-targets-"))
-    settings = Settings(home=home, database_url=f"sqlite:///{home / 'lorareg.db'}")
-    assert settings.webhook_allow_private is False
+    settings = Settings(
+        home=home, database_url=f"sqlite:///{home / 'lorareg.db'}", webhook_allow_private=False
+    )
+    assert Settings.model_fields["webhook_allow_private"].default is False  # the default refuses them
     migrate.upgrade(settings.resolved_database_url)
     for url in start_server(settings):
         with httpx.Client(base_url=url, timeout=30) as http:
