@@ -59,7 +59,8 @@ class Principal:
         return visibility == "public" or self.reads_private or self.in_namespace(namespace)
 
     def require(self, scope: str, namespace: str | None = None) -> None:
-        """Raise :class:`Forbidden` unless this principal has ``scope`` (in ``namespace``)."""
+        """Raise :class:`Forbidden` unless this principal has ``scope`` (in ``namespace``); an anonymous
+        caller gets :class:`Unauthorized` (it needs a token first)."""
         if self.anonymous:
             raise Unauthorized(
                 "this registry requires a token for that: pass --token, set LOREG_TOKEN or `lorareg "
@@ -112,7 +113,7 @@ ANONYMOUS_ADMIN = Principal(name="anonymous", scope="admin")  # LOREG_AUTH=off: 
 ANONYMOUS_READER = Principal(name="anonymous", scope="read", anonymous=True)  # no token: public reads
 # LOREG_ANONYMOUS_READ=true: callers without a token read every repository, private ones too.
 OPEN_READER = Principal(name="anonymous", scope="read", anonymous=True, reads_private=True)
-REGISTRY = Principal(name="lorareg", scope="admin")  # the registry's own work: jobs, operator commands
+REGISTRY = Principal(name="lorareg", scope="admin")  # the registry's own work: jobs, the bootstrap token
 
 
 def operator() -> Principal:

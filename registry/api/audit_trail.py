@@ -8,9 +8,10 @@ body — in a transaction of their own, with the actor the request authenticated
 
 from __future__ import annotations
 
-import anyio.to_thread
+from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from registry.api.deps import in_transaction
 from registry.principal import Principal
 from registry.services import audit
 
@@ -60,17 +61,15 @@ class RefusalTrail:
         namespace = params.get("namespace")
         path = scope.get("path", "")
 
-        def write() -> None:
-            with registry.db.transaction(write=True) as session:
-                audit.record(
-                    session,
-                    principal,
-                    action,
-                    target=path.removeprefix("/api/v1"),
-                    namespace=namespace,
-                    result=code,
-                    detail={"status": status, "method": scope.get("method")},
-                )
+        def write(session: Session) -> None:
+            audit.record(
+                session,
+                principal,
+                action,
+                target=path.removeprefix("/api/v1"),
+                namespace=namespace,
+                result=code,
+                detail={"status": status, "method": scope.get("method")},
+            )
 
-        async with registry.session_slots:
-            await anyio.to_thread.run_sync(write)
+        await in_transaction(registry, write)

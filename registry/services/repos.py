@@ -44,9 +44,8 @@ def is_public(session: Session, repo: RepoName) -> bool:
 def create_repository(session: Session, repo: RepoName, principal: Principal) -> Repository:
     """The repository, created (private) if it does not exist yet, locked for the transaction."""
     principal.require("write", repo.namespace)
-    existing = queries.get_repository(session, repo.namespace, repo.name)
-    repository = queries.ensure_repository(session, repo.namespace, repo.name)
-    if existing is None:
+    repository, created = queries.ensure_repository(session, repo.namespace, repo.name)
+    if created:
         audit.record(session, principal, "repo.create", target=str(repo), namespace=repo.namespace)
     return repository
 

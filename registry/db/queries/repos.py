@@ -21,16 +21,18 @@ def get_repository(session: Session, namespace: str, name: str, *, lock: bool = 
     return session.scalars(query).one_or_none()
 
 
-def ensure_repository(session: Session, namespace: str, name: str) -> Repository:
-    """Return the repository, creating it if needed, locked for the rest of the transaction."""
-    session.execute(
+def ensure_repository(session: Session, namespace: str, name: str) -> tuple[Repository, bool]:
+    """Return the repository, creating it if needed, locked for the rest of the transaction, and whether
+    this call created it."""
+    inserted = session.execute(
         insert_for(session, Repository)
         .values(namespace=namespace, name=name, created_at=func.now())
         .on_conflict_do_nothing(index_elements=["namespace", "name"])
-    )
+        .returning(Repository.id)
+    ).first()
     repository = get_repository(session, namespace, name, lock=True)
     assert repository is not None
-    return repository
+    return repository, inserted is not None
 
 
 def readable(namespaces: tuple[str, ...] | None) -> ColumnElement[bool]:
