@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import quote
@@ -23,6 +24,14 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    """What an upload sent: the blobs the server lacked, and their bytes."""
+
+    files: int
+    bytes: int
 
 
 class RegistryClient:
@@ -105,9 +114,9 @@ class RegistryClient:
             )
         return fetched
 
-    def upload_files(self, files: dict[str, Path]) -> tuple[list[dict[str, Any]], int]:
+    def upload_files(self, files: dict[str, Path]) -> tuple[list[dict[str, Any]], Uploaded]:
         """Hash ``files`` (name → path), upload the blobs the server lacks (one batch check), and return
-        the file list a commit takes and the bytes uploaded."""
+        the file list a commit takes and what was uploaded."""
         entries = [
             {"path": name, "digest": sha256_file(path), "size": path.stat().st_size}
             for name, path in files.items()
@@ -116,7 +125,8 @@ class RegistryClient:
         by_digest = {e["digest"]: files[e["path"]] for e in entries}
         for target in missing:
             self.upload(target, by_digest[target["digest"].removeprefix("sha256:")])
-        return [{**e, "digest": f"sha256:{e['digest']}"} for e in entries], sum(t["size"] for t in missing)
+        entries = [{**e, "digest": f"sha256:{e['digest']}"} for e in entries]
+        return entries, Uploaded(files=len(missing), bytes=sum(t["size"] for t in missing))
 
     def upload(self, target: dict[str, Any], path: Path) -> None:
         """Upload one file to the target the batch call returned: this API, or a presigned URL on object

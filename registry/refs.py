@@ -16,6 +16,9 @@ MIN_DIGEST_PREFIX = 12
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _HEX = re.compile(r"^[0-9a-f]+$")
 DEFAULT_TAG = "latest"
+_REF_SEPARATORS = "/:@#"
+RELATIVE_FORMS = "expected a tag, sha256:<hex> or @<hex> (12+ hex characters), or #<number>"
+FULL_FORMS = "ns/name, ns/name:tag, ns/name@sha256:<hex>, ns/name@<12+ hex> or ns/name#<number>"
 
 
 def validate_name(value: str, what: str) -> str:
@@ -29,9 +32,13 @@ def validate_name(value: str, what: str) -> str:
     if len(value) > MAX_NAME_LENGTH:
         raise InvalidInput(f"{what} name is {len(value)} characters long; {rule}")
     if not _NAME.match(value) or ".." in value:
-        shown = value.encode("unicode_escape").decode("ascii")
-        raise InvalidInput(f"invalid {what} name {shown!r}; {rule} (no '..')")
+        raise InvalidInput(f"invalid {what} name {_shown(value)!r}; {rule} (no '..')")
     return value
+
+
+def _shown(value: str) -> str:
+    """``value`` with non-ASCII characters escaped, so that a look-alike shows what it is."""
+    return value.encode("unicode_escape").decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,9 +74,9 @@ class Ref:
 
     @classmethod
     def parse(cls, value: str) -> Ref:
-        """Parse ``tag``, ``sha256:<hex>`` (full or a 12+ hex prefix) or ``#<number>``."""
-        if value.startswith("sha256:"):
-            return cls.digest(value.removeprefix("sha256:"))
+        """Parse ``tag``, ``sha256:<hex>`` or ``@<hex>`` (full or a 12+ hex prefix), or ``#<number>``."""
+        if value.startswith(("sha256:", "@")):
+            return cls.digest(value.removeprefix("@").removeprefix("sha256:"))
         if value.startswith("#"):
             number = value[1:]
             if not number.isdigit() or not 1 <= int(number) <= MAX_NUMBER:
@@ -78,7 +85,23 @@ class Ref:
                     f"{MAX_NUMBER}, e.g. #3"
                 )
             return cls("number", str(int(number)))
+        if any(c in value for c in _REF_SEPARATORS):
+            raise InvalidInput(f"invalid ref {_shown(value)!r}: {RELATIVE_FORMS} within the repository")
         return cls("tag", validate_name(value, "tag"))
+
+    @classmethod
+    def parse_in(cls, value: str, repo: RepoName) -> Ref:
+        """A version of ``repo``, named relatively (:meth:`parse`) or by a full ref of ``repo`` itself
+        (``ns/name:tag``, ``ns/name@…``, ``ns/name#N``); another repository's is refused."""
+        if "/" not in value:
+            return cls.parse(value)
+        full = RepoRef.parse(value, default_tag="")
+        if full.repo != repo:
+            raise InvalidInput(
+                f"{_shown(value)!r} names a version of another repository, {full.repo}; give a version "
+                f"of {repo} (e.g. #3, v1, @<hex> or {repo}#3)"
+            )
+        return full.ref
 
     @classmethod
     def digest(cls, hex_digest: str) -> Ref:
@@ -102,7 +125,16 @@ class RepoRef:
 
     @classmethod
     def parse(cls, value: str, *, default_tag: str = DEFAULT_TAG) -> RepoRef:
-        """Parse ``ns/name``, ``ns/name:tag``, ``ns/name@sha256:<hex>``, ``ns/name@<hex>``, ``ns/name#N``."""
+        """Parse ``ns/name``, ``ns/name:tag``, ``ns/name@sha256:<hex>``, ``ns/name@<hex>``, ``ns/name#N``
+        (``default_tag=""``: a bare ``ns/name`` is refused)."""
+        try:
+            return cls._parse(value, default_tag)
+        except InvalidInput as exc:
+            shown = _shown(value)
+            raise InvalidInput(f"invalid ref {shown!r} (expected {FULL_FORMS}): {exc.message}") from None
+
+    @classmethod
+    def _parse(cls, value: str, default_tag: str) -> RepoRef:
         if "@" in value:
             repo, _, digest = value.partition("@")
             return cls(RepoName.parse(repo), Ref.digest(digest.removeprefix("sha256:")))
@@ -112,6 +144,8 @@ class RepoRef:
         if ":" in value:
             repo, _, tag = value.partition(":")
             return cls(RepoName.parse(repo), Ref("tag", validate_name(tag, "tag")))
+        if not default_tag:
+            raise InvalidInput("it names a repository, not a version of it")
         return cls(RepoName.parse(value), Ref("tag", validate_name(default_tag, "tag")))
 
 
@@ -131,3 +165,72 @@ def validate_file_path(path: str) -> str:
             "without '..' (at most 512 characters)"
         )
     return path
+
+
+MAX_BASE_NAME_LENGTH = 256
+BASE_FORMS = (
+    "NAME (of exactly one base), NAME@SHA, or a SHA alone: a 40-hex Hugging Face commit, the 64-hex "
+    f"content digest (also sha256:<hex>), or a prefix of {MIN_DIGEST_PREFIX}+ hex of either"
+)
+
+
+def validate_base_name(value: str) -> str:
+    """Return ``value`` if it can name a base model: 1 to 256 printable characters, no '@' (it separates
+    NAME@SHA), and not 12+ hex (that reads as a SHA prefix)."""
+    if (
+        not 1 <= len(value) <= MAX_BASE_NAME_LENGTH
+        or not value.isprintable()
+        or "@" in value
+        or (len(value) >= MIN_DIGEST_PREFIX and _HEX.match(value.lower()))
+    ):
+        raise InvalidInput(
+            f"invalid base model name {_shown(value)!r}: a name is 1 to {MAX_BASE_NAME_LENGTH} printable "
+            f"characters, without '@' and not {MIN_DIGEST_PREFIX}+ hex, e.g. meta-llama/Llama-3.1-8B; a base "
+            f"is named by {BASE_FORMS}"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class BaseSpec:
+    """How a caller names a base model: any of ``BASE_FORMS``. Parsing only; the registry resolves it."""
+
+    name: str | None
+    sha: str | None  # lowercase hex, whole or a prefix
+    content_only: bool = False  # written sha256:<hex>: only a content digest answers to it
+
+    @property
+    def exact(self) -> bool:
+        """The SHA is a whole one (40 or 64 hex), not a prefix."""
+        return self.sha is not None and len(self.sha) in ((64,) if self.content_only else (40, 64))
+
+    def __str__(self) -> str:
+        sha = f"{'sha256:' if self.content_only else ''}{self.sha}" if self.sha else None
+        return "@".join(part for part in (self.name, sha) if part)
+
+    @classmethod
+    def parse(cls, value: str) -> BaseSpec:
+        name, at, after = value.rpartition("@")
+        if not at:
+            sha = _base_sha(value)
+            return cls(None, *sha) if sha else cls(validate_base_name(value), None)
+        sha = _base_sha(after)
+        if sha is None:
+            raise InvalidInput(
+                f"invalid base {_shown(value)!r}: NAME@SHA ends in a SHA; a base is {BASE_FORMS}"
+            )
+        return cls(validate_base_name(name), *sha)
+
+
+def _base_sha(value: str) -> tuple[str, bool] | None:
+    """``value`` as (lowercase hex, content digest only) when it is written as a SHA, else None (a name)."""
+    content_only = value.startswith("sha256:")
+    hex_digits = value.removeprefix("sha256:").lower()
+    if not content_only and (len(hex_digits) < MIN_DIGEST_PREFIX or not _HEX.match(hex_digits)):
+        return None
+    if not _HEX.match(hex_digits) or not MIN_DIGEST_PREFIX <= len(hex_digits) <= 64:
+        raise InvalidInput(
+            f"invalid base SHA {_shown(value)!r}: expected {MIN_DIGEST_PREFIX} to 64 hex characters; a base "
+            f"is {BASE_FORMS}"
+        )
+    return hex_digits, content_only

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import click
 
@@ -69,12 +70,15 @@ def register(
             raise click.UsageError("--endpoint goes with --hf")
         manifest = read_base_manifest(directory)
     body = {"name": name, "revision": revision, "manifest": manifest.to_json()}
+    uploaded = None
     if with_weights:
-        body["files"], _ = app.client.upload_files(directory_files(directory))
+        assert directory is not None
+        body["files"], uploaded = app.client.upload_files(directory_files(directory))
     result = app.client.request("POST", "/api/v1/bases", json=body)
-    verb = "registered" if result["created"] else "already registered"
-    human = f"{verb} {result['name']}: {result['weights']} weights\n" + "\n".join(
-        f"  answers to {sha}" for sha in result["shas"]
+    if uploaded is not None:
+        result["uploaded"] = {"files": uploaded.files, "bytes": uploaded.bytes}
+    human = (
+        _what_happened(result, revision) + "\n" + "\n".join(f"  answers to {sha}" for sha in result["shas"])
     )
     if hub is not None:
         read = f"over HTTP ({hub.bytes_fetched} bytes)" if hub.bytes_fetched else "from the local HF cache"
@@ -86,6 +90,25 @@ def register(
         }
         human += f"\n  {hub.repo_id}@{hub.revision} is commit {hub.commit}; headers read {read}"
     app.emit(result, human)
+
+
+def _what_happened(result: dict[str, Any], revision: str | None) -> str:
+    """What a registration did, in words: registered, added a revision, stored files, or nothing new."""
+    added, name = result["added"], result["name"]
+    done = []
+    if "revision" in added and "base" not in added:
+        done.append(f"added revision {revision}")
+    if "files" in added:
+        sent = result["uploaded"]
+        done.append(
+            f"stored its {result['stored_files']} files ({sent['files']} uploaded, {sent['bytes']} bytes)"
+        )
+    if "base" in added:
+        return "; ".join([f"registered {name}: {result['weights']} weights", *done])
+    if done:
+        return f"{name} was registered already: " + "; ".join(done)
+    held = " with its files" if result["stored_files"] else ""
+    return f"nothing new: {name} was registered already{held}"
 
 
 @base.command("ls")
@@ -105,11 +128,12 @@ def list_bases(app: AppContext) -> None:
 
 
 @base.command()
-@click.argument("sha")
+@click.argument("base_spec", metavar="BASE")
 @pass_app
-def show(app: AppContext, sha: str) -> None:
-    """Show a base model by any SHA it answers to."""
-    found = app.client.request("GET", f"/api/v1/bases/{sha}")
+def show(app: AppContext, base_spec: str) -> None:
+    """Show a base model: BASE is NAME (of one base), NAME@SHA, a SHA (40 or 64 hex) or a 12+ hex prefix,
+    such as the id `base ls` prints."""
+    found = app.client.request("GET", f"/api/v1/bases/{quote(base_spec, safe='/@:')}")
     app.emit(
         found,
         f"{found['name']}\n  content sha256:{found['content_digest']}\n  weights: {found['weights']}\n"

@@ -12,19 +12,19 @@ from registry.refs import RepoName, RepoRef
 
 def describe(version: dict[str, Any]) -> str:
     """A version as a few human lines (shared by ``show`` and ``log``)."""
+    yanked = version["yanked"]
+    tags = ", ".join(version["tags"])
     lines = [
         f"#{version['number']}  {version['digest']}"
-        + (f"  ({', '.join(version['tags'])})" if version["tags"] else "")
-        + (
-            "  [yanked" + (f": {version['yank_reason']}" if version["yank_reason"] else "") + "]"
-            if version["yanked"]
-            else ""
-        ),
-        f"  author:  {version['author'] or '-'}    date: {version['created_at']}",
+        + (f"  ({tags})" if tags and not yanked else "")
+        + (f"  [yanked{': ' + version['yank_reason'] if version['yank_reason'] else ''}]" if yanked else ""),
+        f"  author:  {version['author'] or '-'}    pushed by: {version['pushed_by'] or '-'}"
+        f"    date: {version['created_at']}",
         f"  base:    {version['base']['name']} ({version['base']['sha']})",
-        f"  lora:    r={version['config'].get('r')} alpha={version['config'].get('lora_alpha')} "
-        f"targets={','.join(version['config'].get('target_modules', []))}",
+        _contents(version["config"]),
     ]
+    if tags and yanked:
+        lines.append(f"  tags:    {tags} (yanked: they resolve to nothing until moved, or `lorareg unyank`)")
     if version["parents"]:
         lines.append(f"  parents: {', '.join(version['parents'])}")
     if version["provenance"]:
@@ -34,9 +34,28 @@ def describe(version: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _contents(config: dict[str, Any]) -> str:
+    """What the version holds: a LoRA's rank, alpha and targets, or a full model's size."""
+    if config.get("kind") == "model":
+        shards = counted(config["safetensors_files"], "safetensors file")
+        return (
+            f"  model:   full weights, {counted(config['tensors'], 'tensor')}, "
+            f"{config['parameters']:,} parameters in {shards}"
+        )
+    return (
+        f"  lora:    r={config.get('r')} alpha={config.get('lora_alpha')} "
+        f"targets={','.join(config.get('target_modules', []))}"
+    )
+
+
+def counted(number: int, noun: str) -> str:
+    """``1 version``, ``2 versions``."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 @click.command("ls")
 @click.argument("namespace", required=False)
-@click.option("--base", "base_sha", metavar="SHA", help="Only repositories with versions for this base.")
+@click.option("--base", "base_sha", metavar="BASE", help="Only repositories with versions for this base.")
 @pass_app
 def list_repositories(app: AppContext, namespace: str | None, base_sha: str | None) -> None:
     """List the repositories this token may read (optionally in NAMESPACE)."""
@@ -44,7 +63,7 @@ def list_repositories(app: AppContext, namespace: str | None, base_sha: str | No
     found = app.client.list_all("/api/v1/repos", params)
     app.emit(
         found,
-        "\n".join(f"{r['id']}  {r['visibility']:<7}  ({r['versions']} versions)" for r in found)
+        "\n".join(f"{r['id']}  {r['visibility']:<7}  ({counted(r['versions'], 'version')})" for r in found)
         or "no repositories",
     )
 

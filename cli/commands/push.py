@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 from collections.abc import Mapping
@@ -11,8 +12,11 @@ import click
 
 from cli.context import AppContext, pass_app
 from registry.adapters import CONFIG_FILE, WEIGHTS_FILE
+from registry.adapters.safetensors_header import parse_header
 from registry.errors import InvalidInput
-from registry.refs import DEFAULT_TAG, RepoRef
+from registry.refs import DEFAULT_TAG, BaseSpec, RepoRef
+
+BASE_HELP = "NAME (of one base), NAME@SHA, a SHA (40 or 64 hex) or a 12+ hex prefix."
 
 
 def directory_files(directory: Path) -> dict[str, Path]:
@@ -73,17 +77,31 @@ def parse_provenance(pairs: tuple[str, ...]) -> dict[str, str]:
 
 
 def parse_base(value: str | None) -> str | None:
-    """``--base NAME@SHA`` or ``--base SHA`` → the SHA."""
-    if value is None:
-        return None
-    return value.rpartition("@")[2]
+    """``--base`` as given, for the server to resolve (it owns the rule); refused here only when no base
+    could answer to it, with the message the server would give."""
+    if value is not None:
+        BaseSpec.parse(value)
+    return value
+
+
+def check_headers(files: dict[str, Path], names: list[str]) -> None:
+    """Refuse a truncated or invalid safetensors file among ``names`` before anything is uploaded, with
+    the message the server would give."""
+    for name in names:
+        with files[name].open("rb") as handle:
+            descriptor = handle.fileno()
+            parse_header(functools.partial(_read_at, descriptor), os.fstat(descriptor).st_size, filename=name)
+
+
+def _read_at(descriptor: int, offset: int, length: int) -> bytes:
+    return os.pread(descriptor, length, offset)
 
 
 @click.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("target")
 @click.option(
-    "--base", "base", metavar="NAME@SHA", help="The base model (default: from adapter_config.json)."
+    "--base", "base", metavar="BASE", help=f"The base model [default: from {CONFIG_FILE}]. {BASE_HELP}"
 )
 @click.option("-m", "--message", help="What changed in this version.")
 @click.option("--tag", "tags", multiple=True, help="Also point this tag at the version (repeatable).")
@@ -120,14 +138,17 @@ def push(
     if ref.ref.kind != "tag":
         raise click.BadParameter("push to ns/name or ns/name:tag", param_hint="TARGET")
     client = app.client
-    entries, uploaded = client.upload_files(
-        directory_files(directory) if is_model else adapter_files(directory)
+    files = directory_files(directory) if is_model else adapter_files(directory)
+    base = parse_base(base)
+    check_headers(
+        files, [name for name in files if name.endswith(".safetensors")] if is_model else [WEIGHTS_FILE]
     )
+    entries, uploaded = client.upload_files(files)
     explicit_tags = [ref.ref.value] if ":" in target else []
     body = {
         "kind": "model" if is_model else "adapter",
         "files": entries,
-        "base": parse_base(base),
+        "base": base,
         "message": message,
         "author": author or getpass.getuser(),
         "tags": [*explicit_tags, *tags],
@@ -142,10 +163,11 @@ def push(
             "digest": result["digest"],
             "tags": result["tags"],
             "created": result["created"],
-            "uploaded_bytes": uploaded,
+            "uploaded_files": uploaded.files,
+            "uploaded_bytes": uploaded.bytes,
         },
         f"{'pushed' if result['created'] else 'unchanged:'} {result['repo']}#{result['number']} "
-        f"{result['digest']} (tags: {', '.join(result['tags']) or '-'}; uploaded {uploaded} bytes)",
+        f"{result['digest']} (tags: {', '.join(result['tags']) or '-'}; uploaded {uploaded.bytes} bytes)",
     )
 
 

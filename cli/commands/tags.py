@@ -1,25 +1,25 @@
-"""``tag``, ``untag``, ``tags``, ``yank``: moving names and hiding versions."""
+"""``tag``, ``untag``, ``tags``, ``yank``, ``unyank``: moving names and hiding versions."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
 from cli.context import AppContext, pass_app
 from registry.refs import Ref, RepoName, RepoRef, validate_name
 
-
-def _expected(value: str) -> Ref:
-    """``--expect`` takes a ref within the same repository: tag, sha256:…/@hex, #N."""
-    if value.startswith("@"):
-        return Ref.digest(value[1:].removeprefix("sha256:"))
-    return Ref.parse(value)
+YANKED = "(yanked)"
 
 
 @click.command()
 @click.argument("ref")
 @click.argument("tag")
 @click.option(
-    "--expect", metavar="REF", help="Move only if TAG points here now (tag, sha256:…, #N); else 409."
+    "--expect",
+    metavar="REF",
+    help="Move only if TAG points here now (tag, sha256:…, @hex, #N, or a full ref of the same "
+    "repository); else 409.",
 )
 @click.option("--expect-absent", is_flag=True, help="Create TAG only if it does not exist yet.")
 @click.option("--allow-yanked", is_flag=True, help="Point TAG at REF even if that version was yanked.")
@@ -33,13 +33,13 @@ def tag(
     validate_name(tag, "tag")
     body = {
         "target": str(target.ref),
-        "expected": str(_expected(expect)) if expect else None,
+        "expected": str(Ref.parse_in(expect, target.repo)) if expect else None,
         "expect_absent": expect_absent,
         "allow_yanked": allow_yanked,
     }
     client = app.client
     moved = client.request("PUT", f"{client.repo_path(target.repo)}/tags/{tag}", json=body)
-    app.emit(moved, f"{target.repo}:{moved['name']} -> #{moved['number']} {moved['digest']}")
+    app.emit(moved, f"{target.repo}:{moved['name']} -> #{moved['number']} {moved['digest']}{_marked(moved)}")
 
 
 @click.command()
@@ -75,11 +75,18 @@ def tags(app: AppContext, repo: str, history_of: str | None) -> None:
         )
         return
     found = app.client.request("GET", f"{path}/tags")
-    app.emit(found, "\n".join(f"{t['name']:<20} #{t['number']:<5} {t['digest']}" for t in found) or "no tags")
+    app.emit(
+        found,
+        "\n".join(f"{t['name']:<20} #{t['number']:<5} {t['digest']}{_marked(t)}" for t in found) or "no tags",
+    )
 
 
 def _number(number: int | None) -> str:
     return "(none)" if number is None else f"#{number}"
+
+
+def _marked(tag: dict[str, Any]) -> str:
+    return f"  {YANKED}" if tag["yanked"] else ""
 
 
 @click.command()
@@ -87,15 +94,55 @@ def _number(number: int | None) -> str:
 @click.option("--reason", help="Why, shown to anyone who resolves it.")
 @pass_app
 def yank(app: AppContext, ref: str, reason: str | None) -> None:
-    """Yank REF: tags and numbers stop resolving to it; it stays pullable by digest."""
+    """Yank REF: tags and numbers stop resolving to it; it stays pullable by digest. `latest` moves to the
+    newest unyanked version; other tags stay on it (and resolve to nothing) until moved."""
+    _yank_call(app, ref, "yank", {"reason": reason})
+
+
+@click.command()
+@click.argument("ref")
+@pass_app
+def unyank(app: AppContext, ref: str) -> None:
+    """Undo a yank of REF (ns/name@sha256:… or ns/name#N): its tags resolve to it again, and `latest`
+    moves back to it if the yank moved `latest` off it and nothing moved `latest` since."""
+    _yank_call(app, ref, "unyank", None)
+
+
+def _yank_call(app: AppContext, ref: str, action: str, body: dict[str, Any] | None) -> None:
     target = RepoRef.parse(ref)
     client = app.client
     version = client.request(
         "POST",
-        f"{client.repo_path(target.repo)}/versions/{client.ref_segment(target.ref)}/yank",
-        json={"reason": reason},
+        f"{client.repo_path(target.repo)}/versions/{client.ref_segment(target.ref)}/{action}",
+        json=body,
     )
-    app.emit(version, f"yanked {version['repo']}#{version['number']} {version['digest']}")
+    app.emit(version, _yank_report(version, action))
 
 
-COMMANDS = [tag, untag, tags, yank]
+def _yank_report(version: dict[str, Any], action: str) -> str:
+    """What a yank or unyank did: the version, the tags it moved, and the tags on the version."""
+    name = f"{version['repo']}#{version['number']} {version['digest']}"
+    if not version["changed"]:
+        return f"{name} was {'already' if action == 'yank' else 'not'} yanked; nothing changed"
+    lines = [f"{action}ed {name}"]
+    lines += [
+        f"  moved {m['tag']} to #{m['number']} {m['digest']}"
+        if m["number"] is not None
+        else f"  removed {m['tag']}: no unyanked version is left"
+        for m in version["tags_moved"]
+    ]
+    if action == "unyank" and not version["tags_moved"]:
+        lines.append("  latest stays where it is (this yank did not move it, or it moved since)")
+    tags = ", ".join(version["tags"])
+    if action == "yank":
+        lines.append(
+            f"  left on it, resolving to nothing until moved or unyanked: {tags}"
+            if tags
+            else "  no tag is left on it"
+        )
+    elif tags:
+        lines.append(f"  tags resolving to it again: {tags}")
+    return "\n".join(lines)
+
+
+COMMANDS = [tag, untag, tags, yank, unyank]

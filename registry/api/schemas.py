@@ -13,6 +13,7 @@ from pydantic import BaseModel as Schema
 from registry.db import models
 from registry.db.models import as_utc
 from registry.services.versions import Resolved
+from registry.services.yank import YankResult
 
 Timestamp = Annotated[datetime, AfterValidator(as_utc)]  # SQLite hands back naive UTC times
 
@@ -130,7 +131,8 @@ class VersionOut(Schema):
     digest: str
     parents: list[str]
     tags: list[str]
-    author: str | None
+    author: str | None = Field(description="who the client says wrote it (descriptive)")
+    pushed_by: str | None = Field(description="the token that pushed it, as the audit trail names it")
     message: str | None
     provenance: dict[str, Any]
     created_at: Timestamp
@@ -152,7 +154,11 @@ class PushIn(Input):
         default="adapter", max_length=32, description="adapter (PEFT LoRA) or model (full weights)"
     )
     files: list[FileIn] = Field(max_length=MAX_FILES)
-    base: Name | None = Field(default=None, description="base model SHA; default from adapter_config.json")
+    base: Name | None = Field(
+        default=None,
+        description="the base model: NAME, NAME@SHA, a SHA or a 12+ hex prefix (default: from "
+        "adapter_config.json)",
+    )
     message: str | None = Field(default=None, max_length=65536)
     author: str | None = Field(default=None, max_length=256)
     provenance: JSONObject = Field(default_factory=dict, description="free-form, at most 64 KiB as JSON")
@@ -170,16 +176,35 @@ class YankIn(Input):
     reason: str | None = Field(default=None, max_length=4096)
 
 
+class TagMovedOut(Schema):
+    tag: str
+    number: int | None = Field(description="where it points now; null: removed (no unyanked version left)")
+    digest: str | None
+
+
+class YankOut(VersionOut):
+    """The version after a yank or unyank; ``tags`` are the tags that (still) point at it."""
+
+    changed: bool = Field(description="false: it already was (or, for unyank, was not) yanked")
+    tags_moved: list[TagMovedOut]
+
+
 class TagOut(Schema):
     name: str
     number: int
     digest: str
+    yanked: bool = Field(description="it points at a yanked version: it resolves to nothing (410)")
     updated_at: Timestamp
 
 
 class TagMoveIn(Input):
-    target: Ref = Field(description="the version to point at: tag, sha256:<hex> or #<number>")
-    expected: Ref | None = Field(default=None, description="compare-and-set: where the tag must point now")
+    target: Ref = Field(
+        description="the version to point at: tag, sha256:<hex>, @<hex>, #<number>, or a full ref of this "
+        "repository (ns/name:tag, ns/name@…, ns/name#N)"
+    )
+    expected: Ref | None = Field(
+        default=None, description="compare-and-set: where the tag must point now (the same forms)"
+    )
     expect_absent: bool = Field(default=False, description="compare-and-set: the tag must not exist yet")
     allow_yanked: bool = Field(default=False, description="point the tag at a yanked version anyway")
 
@@ -249,6 +274,9 @@ class BaseOut(Schema):
     stored_files: int = Field(description="files of the base stored in the registry (0: shapes only)")
     created_at: Timestamp
     created: bool | None = None
+    added: list[str] | None = Field(
+        default=None, description="registration: what it added of base, revision, files ([]: nothing new)"
+    )
 
 
 class CompatibleAdapterOut(Schema):
@@ -277,6 +305,21 @@ def push_out(version: models.Version, tags: list[str], *, created: bool, tags_mo
     return PushOut(**_version_fields(version, tags), created=created, tags_moved=tags_moved)
 
 
+def yank_out(result: YankResult, tags: list[str]) -> YankOut:
+    return YankOut(
+        **_version_fields(result.version, tags),
+        changed=result.changed,
+        tags_moved=[
+            TagMovedOut(
+                tag=move.tag,
+                number=move.to.number if move.to else None,
+                digest=f"sha256:{move.to.digest}" if move.to else None,
+            )
+            for move in result.tags_moved
+        ],
+    )
+
+
 def _version_fields(version: models.Version, tags: list[str]) -> dict[str, Any]:
     return {
         "repo": version.repository.full_name,
@@ -285,6 +328,7 @@ def _version_fields(version: models.Version, tags: list[str]) -> dict[str, Any]:
         "parents": [_qualified(link.parent) for link in version.parent_links],
         "tags": tags,
         "author": version.author,
+        "pushed_by": version.pushed_by,
         "message": version.message,
         "provenance": version.provenance,
         "created_at": version.created_at,
@@ -327,6 +371,7 @@ def tag_out(tag: models.Tag) -> TagOut:
         name=tag.name,
         number=tag.version.number,
         digest=f"sha256:{tag.version.digest}",
+        yanked=tag.version.yanked_at is not None,
         updated_at=tag.updated_at,
     )
 
@@ -343,7 +388,7 @@ def tag_event_out(event: models.TagEvent) -> TagEventOut:
     )
 
 
-def base_out(base: models.BaseModel, *, created: bool | None = None) -> BaseOut:
+def base_out(base: models.BaseModel, *, added: list[str] | None = None) -> BaseOut:
     return BaseOut(
         name=base.name,
         content_digest=base.content_digest,
@@ -352,7 +397,8 @@ def base_out(base: models.BaseModel, *, created: bool | None = None) -> BaseOut:
         weights=len(base.manifest.get("weights", {})),
         stored_files=len(base.stored_files or []),
         created_at=base.created_at,
-        created=created,
+        created=None if added is None else "base" in added,
+        added=added,
     )
 
 
@@ -387,6 +433,7 @@ class WhoAmIOut(Schema):
     scope: str
     namespaces: list[str] | None
     auth: str
+    expires_at: datetime | None = None
 
 
 def token_out(token: models.Token) -> TokenOut:
@@ -411,11 +458,15 @@ def _token_fields(token: models.Token) -> dict[str, Any]:
 
 
 class JobIn(Input):
-    kind: str = Field(max_length=32, description="merge or diff")
+    kind: str = Field(max_length=32, description="merge, diff, merge_base or extract")
     inputs: list[Ref] = Field(
         max_length=100, description="versions: ns/name[:tag], ns/name@sha256:…, ns/name#N"
     )
-    params: JSONObject = Field(default_factory=dict, description="merge: method, weights, density, …")
+    params: JSONObject = Field(
+        default_factory=dict,
+        description="merge: method, weights, density, …; diff: scale, max (default) or fixed (0..√2); "
+        "extract: rank or energy",
+    )
     into: Ref | None = Field(default=None, description="merge output: ns/name[:tag]")
     device: str = Field(
         default="auto", max_length=32, description="auto (a GPU worker when one exists), gpu or cpu"
@@ -468,7 +519,9 @@ def job_out(job: models.Job, *, created: bool | None = None) -> JobOut:
 
 class ResolveBatchIn(Input):
     refs: list[Ref] = Field(max_length=500, description="ns/name[:tag], ns/name@sha256:…, ns/name#N")
-    base: Name | None = Field(default=None, description="the base model SHA the caller runs")
+    base: Name | None = Field(
+        default=None, description="the base model the caller runs (NAME, NAME@SHA, a SHA or a 12+ hex prefix)"
+    )
 
 
 class ResolvedVersionOut(Schema):
@@ -498,7 +551,9 @@ class ResolveBatchOut(Schema):
 class WebhookIn(Input):
     url: str = Field(max_length=2048)
     events: list[Annotated[str, Field(max_length=64)]] | None = Field(
-        default=None, max_length=16, description="version.pushed, tag.moved, version.yanked, job.finished"
+        default=None,
+        max_length=16,
+        description="version.pushed, tag.moved, version.yanked, version.unyanked, job.finished",
     )
     namespace: Name | None = Field(default=None, description="only events of this namespace")
 

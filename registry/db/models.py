@@ -144,7 +144,8 @@ class Version(Base):
     file_list: Mapped[list[dict[str, Any]]] = mapped_column(JSON, server_default="[]")
     base_id: Mapped[int] = mapped_column(ForeignKey("base_models.id"), index=True)
     base_sha: Mapped[str] = mapped_column(String(64))
-    author: Mapped[str | None] = mapped_column(String(256))
+    author: Mapped[str | None] = mapped_column(String(256))  # as the client claims it
+    pushed_by: Mapped[str | None] = mapped_column(String(256))  # the token's name (null before 0008)
     message: Mapped[str | None] = mapped_column(Text)
     provenance: Mapped[dict[str, Any]]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

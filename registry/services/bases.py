@@ -1,35 +1,39 @@
-"""Base models: registration from a shape manifest, lookup by any SHA they answer to."""
+"""Base models: registration from a shape manifest, and the one resolver of every way a caller names a
+base (``registry.refs.BASE_FORMS``: NAME, NAME@SHA, a whole SHA or a prefix of one), for every route."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+import shlex
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from registry.adapters.base_manifest import BaseManifest
 from registry.db import queries
-from registry.db.models import BaseModel, Version
+from registry.db.lookups import Lookups
+from registry.db.models import BaseModel, BaseModelSha, Version
 from registry.errors import Conflict, InvalidInput, UnknownBase
 from registry.principal import Principal
-from registry.refs import RepoName
+from registry.refs import BaseSpec, RepoName, validate_base_name
 from registry.services import audit
 from registry.services.blobs import FileEntry, check_files
 from registry.services.pages import Page, check_limit, page_of
 from registry.storage import BlobStore
 
-_SHA = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
+_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+MAX_CANDIDATES = 10  # bases listed in a message that asks the caller to pick one
 
 
-def validate_sha(sha: str) -> str:
-    """A base SHA: a 40-hex Hugging Face commit or a 64-hex content digest."""
-    sha = sha.lower()
-    if not _SHA.match(sha):
-        raise InvalidInput(
-            f"invalid base model SHA {sha!r}: expected a 40-hex Hugging Face commit SHA or the 64-hex "
-            "content digest printed by `lorareg base register`"
-        )
-    return sha
+@dataclass(frozen=True)
+class Registration:
+    """What registering a base did: ``added`` is what is new of "base", "revision" and "files" (its
+    uploaded files, now stored); empty when the registry had it all."""
+
+    base: BaseModel
+    added: list[str]
 
 
 def register_base(
@@ -41,38 +45,38 @@ def register_base(
     revision: str | None = None,
     files: list[FileEntry] | None = None,
     store: BlobStore | None = None,
-) -> tuple[BaseModel, bool]:
-    """Record a base model (or add an HF revision, or its uploaded files, to a known one); return it and
-    whether it is new. Base models are shared by every namespace, so this is an unrestricted admin's.
-    ``files`` are the base directory's uploaded files (weights, config, tokenizer), which
-    merge-into-base jobs need; their weight files must be the ones the manifest was read from, and a
-    base's files, once stored, are not replaced by others."""
+) -> Registration:
+    """Record a base model, or add an HF revision or its uploaded files to a known one. Base models are
+    shared by every namespace, so this is an unrestricted admin's. ``files`` are the base directory's
+    uploaded files (weights, config, tokenizer), which merge-into-base jobs need; their weight files must
+    be the ones the manifest was read from, and a base's files, once stored, are not replaced by others."""
     principal.require_unrestricted("admin", "registering a base model")
-    if not name or len(name) > 256:
-        raise InvalidInput("a base model needs a name of 1 to 256 characters, e.g. meta-llama/Llama-3.1-8B")
+    validate_base_name(name)
     if revision is not None:
-        revision = validate_sha(revision)
-        if len(revision) != 40:
+        revision = revision.lower()
+        if not _COMMIT_SHA.match(revision):
             raise InvalidInput(f"--revision must be a 40-hex Hugging Face commit SHA, got {revision!r}")
     digest = manifest.content_digest
     created = queries.ensure_base(session, name=name, content_digest=digest, manifest=manifest.to_json())
+    added = ["base"] if created else []
     base = queries.get_base_by_digest(session, digest)
     assert base is not None
     queries.ensure_base_sha(session, sha=digest, kind="content", base_id=base.id)
     if files is not None:
         assert store is not None
         stored = _stored_files(session, store, manifest, files, principal)
-        if base.stored_files is not None and base.stored_files != stored:
+        if base.stored_files is None:
+            base.stored_files = stored
+            added.append("files")
+        elif base.stored_files != stored:
             raise Conflict(
                 f"base model sha256:{digest} ({base.name}) already has other files stored; a base's "
                 "files are not replaced (register the directory they came from, unchanged)"
             )
-        base.stored_files = stored
     if revision is not None:
-        queries.ensure_base_sha(session, sha=revision, kind="hf", base_id=base.id)
-        known = queries.get_base_sha(session, revision)
-        assert known is not None
-        if known.base_id != base.id:
+        if queries.ensure_base_sha(session, sha=revision, kind="hf", base_id=base.id):
+            added.append("revision")
+        elif (known := queries.get_base_sha(session, revision)) is not None and known.base_id != base.id:
             raise Conflict(
                 f"revision {revision} is already registered for another base model "
                 f"({known.base.name}, content sha256:{known.base.content_digest})"
@@ -84,9 +88,9 @@ def register_base(
         principal,
         "base.register",
         target=f"{base.name}@{digest}",
-        detail={"created": created, "revision": revision, "files": files is not None},
+        detail={"created": created, "added": added, "revision": revision, "files": files is not None},
     )
-    return base, created
+    return Registration(base, added)
 
 
 def _stored_files(
@@ -105,37 +109,130 @@ def _stored_files(
     ]
 
 
-def get_base(session: Session, sha: str) -> BaseModel:
-    base = queries.get_base_by_sha(session, validate_sha(sha))
-    if base is None:
-        raise UnknownBase(
-            f"base model {sha} is not registered; register it with "
-            f"`lorareg base register DIR --name NAME{' --revision ' + sha if len(sha) == 40 else ''}`"
-        )
-    return base
-
-
-def find_base(session: Session, *, sha: str | None, name: str | None) -> tuple[BaseModel, str]:
-    """The base an adapter names, by SHA or else by a unique name; return it and the SHA used."""
-    if sha:
-        return get_base(session, sha), sha.lower()
-    if not name:
+def resolve_base(session: Session, spec: str | BaseSpec) -> tuple[BaseModel, str]:
+    """The base ``spec`` names (any of ``BASE_FORMS``) and the whole SHA it matched: its content digest
+    when named by NAME alone. In NAME@SHA, the SHA's base must be named NAME."""
+    parsed = BaseSpec.parse(spec) if isinstance(spec, str) else spec
+    if parsed.sha is None:
+        assert parsed.name is not None
+        base = _named(session, parsed.name)
+        return base, base.content_digest
+    found = _answering(session, parsed)
+    if parsed.name is not None and parsed.name != found.base.name:
         raise InvalidInput(
-            "the adapter names no base model: set base_model_name_or_path and revision in "
-            "adapter_config.json, or pass --base NAME@SHA"
+            f"base {found.sha} is named {found.base.name!r}, not {parsed.name!r}: pass "
+            f"{_options([(found.base.name, found.sha)])}, or the SHA alone",
+            code="base_name_mismatch",
         )
+    return found.base, found.sha
+
+
+def get_base(session: Session, spec: str | BaseSpec) -> BaseModel:
+    """The base ``spec`` names (:func:`resolve_base`)."""
+    return resolve_base(session, spec)[0]
+
+
+async def base_sha_for(lookups: Lookups, spec: str) -> str:
+    """A whole SHA that the base ``spec`` names answers to, for a resolve query to check a version's base
+    against. A whole SHA alone costs no statement of its own (the resolve query checks it; an unknown SHA
+    fits no version); any other form, one lookup."""
+    parsed = BaseSpec.parse(spec)
+    if parsed.name is None and parsed.exact:
+        assert parsed.sha is not None
+        return parsed.sha
+    return await lookups.run(lambda connection: _resolved_sha(connection, parsed))
+
+
+def _resolved_sha(connection: Connection, spec: BaseSpec) -> str:
+    with Session(connection) as session:
+        return resolve_base(session, spec)[1]
+
+
+def _answering(session: Session, spec: BaseSpec) -> BaseModelSha:
+    assert spec.sha is not None
+    if spec.exact:
+        found = queries.get_base_sha(session, spec.sha)
+        candidates: Sequence[BaseModelSha] = [found] if found is not None else []
+    else:
+        candidates = queries.find_base_shas(
+            session, spec.sha, content_only=spec.content_only, limit=MAX_CANDIDATES + 1
+        )
+    if len(candidates) == 1:
+        return candidates[0]
+    if candidates:
+        raise InvalidInput(
+            f"base SHA prefix {spec.sha} is ambiguous; give more characters, or pick one: "
+            + _options((c.base.name, c.sha) for c in candidates),
+            code="ambiguous_base",
+        )
+    if not spec.exact:
+        raise UnknownBase(
+            f"no registered base model answers to a SHA starting with {spec.sha}; `lorareg base ls` lists "
+            "the registered ones"
+        )
+    revision = f" --revision {spec.sha}" if len(spec.sha) == 40 else ""
+    raise UnknownBase(
+        f"base model {spec.sha} is not registered; register it with "
+        f"`lorareg base register DIR --name {shlex.quote(spec.name or 'NAME')}{revision}`"
+    )
+
+
+def _named(session: Session, name: str) -> BaseModel:
     candidates = queries.get_bases_by_name(session, name)
     if len(candidates) == 1:
-        return candidates[0], candidates[0].content_digest
+        return candidates[0]
     if not candidates:
         raise UnknownBase(
-            f"no base model named {name!r} is registered; register it with "
-            f"`lorareg base register DIR --name {name}`, or pass --base NAME@SHA"
+            f"no base model named {name!r} is registered; `lorareg base ls` lists the registered ones, "
+            f"`lorareg base register DIR --name {shlex.quote(name)}` adds it"
         )
     raise InvalidInput(
-        f"{len(candidates)} base models are named {name!r}; pick one with --base {name}@SHA "
-        f"(content SHAs: {', '.join(b.content_digest for b in candidates)})"
+        f"{len(candidates)} base models are named {name!r}; pick one: "
+        + _options((b.name, b.content_digest) for b in candidates),
+        code="ambiguous_base",
     )
+
+
+def find_adapter_base(
+    session: Session, *, spec: str | None, config_name: str | None, fits: Callable[[BaseManifest], bool]
+) -> tuple[BaseModel, str]:
+    """The base an adapter is pushed for, and the SHA to record: ``spec`` (``--base``, or the config's
+    revision) if given, else the one base named ``config_name`` (the config's base_model_name_or_path).
+    Failing both, refuse with the registered bases whose shape manifest ``fits`` the adapter."""
+    if spec is not None:
+        return resolve_base(session, spec)
+    named = queries.get_bases_by_name(session, config_name) if config_name else []
+    if len(named) == 1:
+        return named[0], named[0].content_digest
+    if not config_name:
+        problem = "adapter_config.json names no base model (neither revision nor base_model_name_or_path)"
+    else:
+        named_so = f"{len(named)} base models are named" if named else "no registered base model is named"
+        problem = f"adapter_config.json has no revision, and {named_so} {config_name!r}"
+    fitting = [
+        base
+        for base in queries.list_bases(session, with_manifests=True)
+        if fits(BaseManifest.from_json(base.manifest))
+    ]
+    fitting.sort(key=lambda base: base.name != config_name)  # those of the config's name first
+    if not fitting:
+        raise InvalidInput(
+            f"{problem}, and no registered base fits this adapter's tensors: register the base it was "
+            "trained on (`lorareg base register DIR --name NAME`), then pass --base NAME@SHA",
+            code="base_required",
+        )
+    raise InvalidInput(
+        f"{problem}: pass --base. Registered bases that fit this adapter's tensors: "
+        + _options((b.name, b.content_digest) for b in fitting),
+        code="base_required",
+    )
+
+
+def _options(candidates: Iterable[tuple[str, str]]) -> str:
+    """``--base NAME@SHA`` for each (name, sha), at most ``MAX_CANDIDATES`` of them."""
+    listed = [f"--base {shlex.quote(f'{name}@{sha}')}" for name, sha in candidates]
+    more = len(listed) - MAX_CANDIDATES
+    return ", ".join(listed[:MAX_CANDIDATES]) + (f" (and {more} more: `lorareg base ls`)" if more > 0 else "")
 
 
 def list_bases(session: Session, principal: Principal) -> Sequence[BaseModel]:
@@ -144,13 +241,13 @@ def list_bases(session: Session, principal: Principal) -> Sequence[BaseModel]:
     return queries.list_bases(session)
 
 
-def show_base(session: Session, sha: str, principal: Principal) -> BaseModel:
+def show_base(session: Session, spec: str, principal: Principal) -> BaseModel:
     principal.require("read")
-    return get_base(session, sha)
+    return get_base(session, spec)
 
 
 def adapters_on_base(
-    session: Session, sha: str, principal: Principal, *, limit: int = 100, cursor: str | None = None
+    session: Session, spec: str, principal: Principal, *, limit: int = 100, cursor: str | None = None
 ) -> Page[Version]:
     """The unyanked versions made for a base model, in repositories ``principal`` may read: by
     repository, newest first. ``cursor`` continues a previous page."""
@@ -165,7 +262,7 @@ def adapters_on_base(
             raise InvalidInput(f"invalid cursor {cursor!r}: pass the one a previous page returned") from None
     found = queries.versions_on_base(
         session,
-        get_base(session, sha),
+        get_base(session, spec),
         readable_in=principal.readable_namespaces,
         after=after,
         limit=check_limit(limit) + 1,

@@ -28,7 +28,7 @@ from registry.errors import InvalidAdapter, InvalidInput
 from registry.principal import Principal
 from registry.refs import DEFAULT_TAG, Ref, RepoName, RepoRef, validate_name
 from registry.services import audit, repos, webhooks
-from registry.services.bases import find_base, get_base
+from registry.services.bases import find_adapter_base, resolve_base
 from registry.services.blobs import FileEntry, check_files
 from registry.services.tags import set_tag
 from registry.services.versions import find_version
@@ -104,6 +104,7 @@ def push_version(
             base_id=base.id,
             base_sha=base_sha,
             author=request.author,
+            pushed_by=principal.name,
             message=request.message,
             provenance=request.provenance,
             file_list=manifest["files"],
@@ -151,10 +152,14 @@ def _check_adapter(
                 f"{WEIGHTS_FILE} (save it with model.save_pretrained(dir))"
             )
     config = _read_config(store, files[CONFIG_FILE], max_config_size)
-    base, sha = _find_base(session, config, base_sha)
-    modules = check_adapter(
-        config, _header(store, files[WEIGHTS_FILE]), BaseManifest.from_json(base.manifest)
+    header = _header(store, files[WEIGHTS_FILE])
+    base, sha = find_adapter_base(
+        session,
+        spec=base_sha if base_sha is not None else _config_revision(config),
+        config_name=config.base_model_name_or_path,
+        fits=lambda manifest: _fits(config, header, manifest),
     )
+    modules = check_adapter(config, header, BaseManifest.from_json(base.manifest))
     return base, sha, _config_summary(config, modules, base)
 
 
@@ -171,11 +176,11 @@ def _check_model(
         )
     if base_sha is None:
         raise InvalidInput("a model version names the base model it derives from: pass --base NAME@SHA")
-    base = get_base(session, base_sha)
+    base, sha = resolve_base(session, base_sha)
     tensors = {name: info for shard in shards for name, info in _header(store, shard).tensors.items()}
     return (
         base,
-        base_sha.lower(),
+        sha,
         {
             "kind": "model",
             "tensors": len(tensors),
@@ -198,15 +203,22 @@ def _read_config(store: BlobStore, entry: FileEntry, max_size: int) -> LoraConfi
     return parse_adapter_config(store.read_at(entry.digest, 0, entry.size))
 
 
-def _find_base(session: Session, config: LoraConfig, base_sha: str | None) -> tuple[BaseModel, str]:
-    if base_sha is None and config.revision:
-        if not _COMMIT_SHA.match(config.revision):
-            raise InvalidAdapter(
-                f"{CONFIG_FILE} names base revision {config.revision!r}, which is not a commit SHA; "
-                "pass --base NAME@SHA with the base model's commit SHA or content digest"
-            )
-        base_sha = config.revision
-    return find_base(session, sha=base_sha, name=config.base_model_name_or_path)
+def _config_revision(config: LoraConfig) -> str | None:
+    """The base SHA the adapter's config names in ``revision``: a whole commit SHA or content digest."""
+    if config.revision and not _COMMIT_SHA.match(config.revision):
+        raise InvalidAdapter(
+            f"{CONFIG_FILE} names base revision {config.revision!r}, which is not a commit SHA; "
+            "pass --base NAME@SHA with the base model's commit SHA or content digest"
+        )
+    return config.revision or None
+
+
+def _fits(config: LoraConfig, header: SafetensorsHeader, manifest: BaseManifest) -> bool:
+    try:
+        check_adapter(config, header, manifest)
+    except InvalidAdapter:
+        return False
+    return True
 
 
 def _parents(

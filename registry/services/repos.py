@@ -55,12 +55,12 @@ def list_repositories(
     principal: Principal,
     *,
     namespace: str | None = None,
-    base_sha: str | None = None,
+    base: str | None = None,
     limit: int = 100,
     cursor: str | None = None,
 ) -> Page[Repository]:
     """The repositories ``principal`` may read, by name; optionally of one namespace, or with versions
-    made for one base model SHA. ``cursor`` continues a previous page."""
+    made for one base model (any form ``bases.get_base`` resolves). ``cursor`` continues a previous page."""
     if namespace is not None:
         validate_name(namespace, "namespace")
     after = None
@@ -74,7 +74,7 @@ def list_repositories(
         session,
         readable_in=principal.readable_namespaces,
         namespace=namespace,
-        base_id=get_base(session, base_sha).id if base_sha is not None else None,
+        base_id=get_base(session, base).id if base is not None else None,
         after=after,
         limit=check_limit(limit) + 1,
     )

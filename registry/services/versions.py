@@ -18,7 +18,7 @@ from registry.errors import BaseMismatch, Gone, InvalidInput, NotFound
 from registry.principal import REGISTRY, Principal
 from registry.refs import Ref, RepoName, RepoRef, validate_file_path
 from registry.services import repos
-from registry.services.bases import validate_sha
+from registry.services.bases import base_sha_for
 from registry.storage import BlobStore
 
 T = TypeVar("T")
@@ -65,7 +65,7 @@ async def resolve(
     """Resolve a reference (refusing yanked versions unless named by digest), refusing it when the caller
     runs a different base model or may not read the repository. One indexed query, a lookup (see
     :mod:`registry.db.lookups`), when the reference resolves."""
-    wanted = validate_sha(base_sha) if base_sha is not None else None
+    wanted = await base_sha_for(lookups, base_sha) if base_sha is not None else None
     rows = await lookups.rows(*queries.resolve_query(target.repo, target.ref, base_sha=wanted))
     if rows and not principal.can_read(target.repo.namespace, rows[0].visibility):
         raise principal.cannot_see(str(target.repo))

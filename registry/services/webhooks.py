@@ -25,7 +25,7 @@ from registry.refs import validate_name
 from registry.services import audit
 from registry.webhooks.targets import check_target
 
-EVENTS = ("version.pushed", "tag.moved", "version.yanked", "job.finished")
+EVENTS = ("version.pushed", "tag.moved", "version.yanked", "version.unyanked", "job.finished")
 
 
 def create_webhook(

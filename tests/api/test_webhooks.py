@@ -57,6 +57,7 @@ def test_events_are_signed_retried_and_logged(
         "version.pushed",
         "tag.moved",
         "version.yanked",
+        "version.unyanked",
         "job.finished",
     ]
     register_base(server.http, tiny_base.path)

@@ -143,7 +143,7 @@ def test_serve_starts_on_the_embedded_default(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while True:
             try:
-                assert httpx.get(f"http://127.0.0.1:{port}/api/v1/health").json() == {"status": "ok"}
+                assert httpx.get(f"http://127.0.0.1:{port}/api/v1/health").json()["status"] == "ok"
                 break
             except httpx.HTTPError:
                 assert process.poll() is None and time.monotonic() < deadline, "serve did not start"

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request, Response, status
 
 from registry.adapters.base_manifest import BaseManifest
 from registry.api.deps import Caller, ReadSession, RegistryDep, WriteSession
@@ -10,6 +12,10 @@ from registry.services import bases, versions
 from registry.services.blobs import FileEntry
 
 router = APIRouter(prefix="/bases", tags=["base models"])
+# Any form a base answers to (``registry.refs.BASE_FORMS``): a NAME may hold slashes, hence ``{sha:path}``.
+BaseParam = Annotated[
+    str, Path(description="the base: NAME, NAME@SHA, a SHA (40 or 64 hex, or sha256:…) or a 12+ hex prefix")
+]
 
 
 @router.post(
@@ -22,11 +28,12 @@ def register(
     registry: RegistryDep,
     response: Response,
 ) -> BaseOut:
-    """Register a base model from its shape manifest (read from safetensors headers by the client).
-    Base models are shared by every namespace: this needs an admin token limited to none."""
+    """Register a base model from its shape manifest (read from safetensors headers by the client), or
+    add a revision or its files to a registered one (200; ``added`` says what is new). Base models are
+    shared by every namespace: this needs an admin token limited to none."""
     manifest = BaseManifest.from_json(body.manifest.model_dump())
     files = [FileEntry(f.path, f.digest, f.size) for f in body.files] if body.files is not None else None
-    base, created = bases.register_base(
+    registration = bases.register_base(
         session,
         principal,
         name=body.name,
@@ -35,9 +42,9 @@ def register(
         files=files,
         store=registry.store,
     )
-    if not created:
+    if "base" not in registration.added:
         response.status_code = status.HTTP_200_OK
-    return base_out(base, created=created)
+    return base_out(registration.base, added=registration.added)
 
 
 @router.get("")
@@ -45,14 +52,10 @@ def list_bases(session: ReadSession, principal: Caller) -> list[BaseOut]:
     return [base_out(b) for b in bases.list_bases(session, principal)]
 
 
-@router.get("/{sha}")
-def get_base(sha: str, session: ReadSession, principal: Caller) -> BaseOut:
-    return base_out(bases.show_base(session, sha, principal))
-
-
-@router.get("/{sha}/adapters")
+# Declared before GET /{sha:path}, whose path would match this one's too.
+@router.get("/{sha:path}/adapters")
 def compatible_adapters(
-    sha: str,
+    sha: BaseParam,
     request: Request,
     response: Response,
     session: ReadSession,
@@ -71,3 +74,8 @@ def compatible_adapters(
         )
         for v in page.items
     ]
+
+
+@router.get("/{sha:path}")
+def get_base(sha: BaseParam, session: ReadSession, principal: Caller) -> BaseOut:
+    return base_out(bases.show_base(session, sha, principal))

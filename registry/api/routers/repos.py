@@ -23,9 +23,10 @@ def list_repositories(
     cursor: Cursor = None,
 ) -> list[RepoOut]:
     """The repositories the caller may read, by name, optionally in one namespace or with versions made
-    for one base model SHA; one page (``Link: rel="next"`` for the next)."""
+    for one base model (NAME, NAME@SHA, a SHA or a 12+ hex prefix); one page (``Link: rel="next"`` for
+    the next)."""
     page = repos.list_repositories(
-        session, principal, namespace=namespace, base_sha=base, limit=limit, cursor=cursor
+        session, principal, namespace=namespace, base=base, limit=limit, cursor=cursor
     )
     link_next(request, response, page.next_cursor)
     counts = repos.version_counts(session, list(page.items))

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from registry.api.caching import immutable
 from registry.api.deps import Caller, Registry, RegistryDep, caller, get_registry
+from registry.api.errors import status_for
 from registry.api.schemas import (
     ErrorDetail,
     ResolveBatchIn,
@@ -17,9 +18,10 @@ from registry.api.schemas import (
     resolved_out,
 )
 from registry.errors import RegistryError
+from registry.metrics import instruments
 from registry.principal import Principal
 from registry.refs import Ref, RepoName, RepoRef
-from registry.services import versions
+from registry.services import bases, versions
 
 router = APIRouter(tags=["versions"])
 
@@ -41,7 +43,11 @@ _RESOLVE_PARAMETERS = [
     _parameter("namespace", "path", "the repository's namespace"),
     _parameter("name", "path", "the repository's name"),
     _parameter("ref", "path", "a tag, #NUMBER (as %23NUMBER), or a sha256: digest or prefix"),
-    _parameter("base", "query", "the base model SHA the caller runs; a mismatch is a 409"),
+    _parameter(
+        "base",
+        "query",
+        "the base model the caller runs, as NAME, NAME@SHA, a SHA or a 12+ hex prefix; a mismatch is a 409",
+    ),
 ]
 
 
@@ -75,13 +81,17 @@ async def resolve(request: Request) -> Response:
 @router.post("/resolve")
 async def resolve_batch(body: ResolveBatchIn, registry: RegistryDep, principal: Caller) -> ResolveBatchOut:
     """Resolve many refs in one round trip (a server loading its adapters at start); each answers with
-    its version or its own error, so one bad ref does not fail the rest. One lookup per ref."""
-    return ResolveBatchOut(results=[await _resolve(registry, principal, r, body.base) for r in body.refs])
+    its version or its own error, so one bad ref does not fail the rest. One lookup per ref (and one for
+    the base, unless given as a whole SHA)."""
+    base = await bases.base_sha_for(registry.lookups, body.base) if body.base is not None else None
+    return ResolveBatchOut(results=[await _resolve(registry, principal, r, base) for r in body.refs])
 
 
 async def _resolve(registry: Registry, principal: Principal, ref: str, base: str | None) -> ResolvedOut:
     try:
         resolved = await versions.resolve(registry.lookups, RepoRef.parse(ref), principal, base_sha=base)
-        return ResolvedOut(ref=ref, version=resolved_out(resolved))
     except RegistryError as error:
+        instruments.resolved("batch", status_for(error))
         return ResolvedOut(ref=ref, error=ErrorDetail(code=error.code, message=error.message))
+    instruments.resolved("batch", status.HTTP_200_OK)
+    return ResolvedOut(ref=ref, version=resolved_out(resolved))

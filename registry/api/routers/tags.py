@@ -29,17 +29,17 @@ def move_tag(
 ) -> TagOut:
     """Point a tag at a version; ``expected``/``expect_absent`` make it a compare-and-set (409 when stale).
     A yanked version is refused (409) unless ``allow_yanked``."""
+    repo = RepoName.parse(f"{namespace}/{name}")
     expected: Ref | Literal[True] | None = True
     if body.expect_absent:
         expected = None
     elif body.expected is not None:
-        expected = Ref.parse(body.expected)
-    repo = RepoName.parse(f"{namespace}/{name}")
+        expected = Ref.parse_in(body.expected, repo)
     tags.move_tag(
         session,
         repo,
         tag,
-        Ref.parse(body.target),
+        Ref.parse_in(body.target, repo),
         expected=expected,
         principal=principal,
         allow_yanked=body.allow_yanked,

@@ -8,14 +8,16 @@ from registry.api.schemas import (
     PushOut,
     VersionOut,
     YankIn,
+    YankOut,
     push_out,
     version_out,
+    yank_out,
 )
 from registry.refs import MAX_NUMBER, Ref, RepoName, RepoRef
 from registry.services import versions
 from registry.services.blobs import FileEntry
 from registry.services.push import PushRequest, push_version
-from registry.services.yank import yank
+from registry.services.yank import unyank, yank
 
 router = APIRouter(prefix="/repos/{namespace}/{name}", tags=["versions"])
 
@@ -57,13 +59,13 @@ def commit(
     response: Response,
 ) -> PushOut:
     """Commit a pushed adapter whose blobs are uploaded. Identical content returns the existing version
-    (and moves no tag onto it if it was yanked). ``author`` is descriptive; the audit trail records the
-    token."""
+    (and moves no tag onto it if it was yanked). ``author`` is descriptive, as the client claims it;
+    ``pushed_by`` (like the audit trail and tag history) is the token."""
     request = PushRequest(
         files=[FileEntry(f.path, f.digest, f.size) for f in body.files],
         base_sha=body.base,
         message=body.message,
-        author=body.author or principal.name,
+        author=body.author,
         provenance=body.provenance,
         tags=body.tags,
         update_latest=body.update_latest,
@@ -98,6 +100,16 @@ def show(namespace: str, name: str, ref: str, session: ReadSession, principal: C
 @router.post("/versions/{ref}/yank", name="version.yank")
 def yank_version(
     namespace: str, name: str, ref: str, body: YankIn, session: WriteSession, principal: Caller
-) -> VersionOut:
-    version = yank(session, _target(namespace, name, ref), reason=body.reason, principal=principal)
-    return version_out(version, versions.tags_of(session, version))
+) -> YankOut:
+    """Hide a version from tags and numbers (it stays pullable by digest). ``latest`` moves to the newest
+    unyanked version (``tags_moved``); the other tags stay on it (``tags``) and resolve to 410."""
+    result = yank(session, _target(namespace, name, ref), reason=body.reason, principal=principal)
+    return yank_out(result, versions.tags_of(session, result.version))
+
+
+@router.post("/versions/{ref}/unyank", name="version.unyank")
+def unyank_version(namespace: str, name: str, ref: str, session: WriteSession, principal: Caller) -> YankOut:
+    """Make a yanked version resolve again. ``latest`` moves back to it only if its yank moved it off and
+    nothing moved it since (``tags_moved``)."""
+    result = unyank(session, _target(namespace, name, ref), principal=principal)
+    return yank_out(result, versions.tags_of(session, result.version))
