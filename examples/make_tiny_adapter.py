@@ -7,6 +7,11 @@ attention and MLP projections), ready for::
 
     lorareg base register ./demo/base --name tiny-llama
     lorareg push ./demo/adapter acme/tiny-bot:v1 --base tiny-llama@<content sha printed above>
+
+The base is the same, byte for byte, on every run (so it has the same SHA); ``--seed`` (and ``--rank``,
+``--targets``) make another adapter for it, to diff or merge with the first::
+
+    python examples/make_tiny_adapter.py ./demo2 --seed 2 --rank 4 --targets q_proj,v_proj
 """
 
 from __future__ import annotations
@@ -73,10 +78,37 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("directory", type=Path, help="where to write base/ and adapter/")
+    parser.add_argument("--seed", type=int, default=1, help="the adapter's random seed (default 1)")
+    parser.add_argument("--rank", type=_positive, default=8, help="the LoRA rank r (default 8)")
+    parser.add_argument(
+        "--targets",
+        type=_targets,
+        default=LLAMA_TARGETS,
+        help=f"comma-separated modules to adapt (default all: {','.join(LLAMA_TARGETS)})",
+    )
     args = parser.parse_args()
     base = make_base(args.directory / "base")
-    make_adapter(base, args.directory / "adapter")
-    print(f"wrote {args.directory / 'base'} and {args.directory / 'adapter'}")
+    make_adapter(base, args.directory / "adapter", seed=args.seed, r=args.rank, targets=args.targets)
+    print(
+        f"wrote {args.directory / 'base'} (the same base on every run) and {args.directory / 'adapter'} "
+        f"(seed {args.seed}, r={args.rank}, {','.join(args.targets)})"
+    )
+
+
+def _positive(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive integer")
+    return int(value)
+
+
+def _targets(value: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in value.split(",") if name.strip())
+    unknown = sorted(set(names) - set(LLAMA_TARGETS))
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown modules {', '.join(unknown) or '(none given)'}; pick from {','.join(LLAMA_TARGETS)}"
+        )
+    return names
 
 
 if __name__ == "__main__":

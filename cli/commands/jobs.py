@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,8 @@ def submit(app: AppContext, body: dict[str, Any], *, wait: bool) -> dict[str, An
     job = app.client.request("POST", "/api/v1/jobs", json=body)
     if not app.as_json:
         click.echo(
-            f"job {job['id']} {'submitted' if job['created'] else 'already exists'} ({job['kind']})", err=True
+            f"job {job['id']} {'submitted' if job['created'] else 'already exists'} ({_kind(job['kind'])})",
+            err=True,
         )
     return follow(app.client, job, quiet=app.as_json) if wait else job
 
@@ -131,11 +133,18 @@ def merge(
 @click.argument("first")
 @click.argument("second")
 @click.option("--plot", type=click.Path(dir_okay=False, path_type=Path), help="Save the heatmap PNG here.")
+@click.option(
+    "--scale",
+    type=click.Choice(["max", "fixed"]),
+    default="max",
+    show_default=True,
+    help="The heatmap's colour range: max, 0 to its largest value; fixed, 0..√2 (plots compare).",
+)
 @click.option("--top", default=15, show_default=True, help="Modules to list, most changed first.")
 @pass_app
-def diff(app: AppContext, first: str, second: str, plot: Path | None, top: int) -> None:
+def diff(app: AppContext, first: str, second: str, plot: Path | None, scale: str, top: int) -> None:
     """Compare two adapters module by module (a job; the same pair again answers from its stored report)."""
-    job = submit(app, {"kind": "diff", "inputs": [first, second]}, wait=True)
+    job = submit(app, {"kind": "diff", "inputs": [first, second], "params": {"scale": scale}}, wait=True)
     _outcome(app, job)
     report = job["result"]["report"]
     if plot:
@@ -147,7 +156,7 @@ def diff(app: AppContext, first: str, second: str, plot: Path | None, top: int) 
     lines = [f"{'module':<48} {'‖ΔW₁‖':>10} {'‖ΔW₂‖':>10} {'‖ΔW₁−ΔW₂‖':>11} {'relative':>9} {'cosine':>7}"]
     lines += [
         f"{m['name']:<48} {m['norm_a']:>10.4g} {m['norm_b']:>10.4g} {m['distance']:>11.4g} "
-        f"{m['relative']:>9.3f} {m['cosine'] if m['cosine'] is None else format(m['cosine'], '.3f'):>7}"
+        f"{m['relative']:>9.3f} {'-' if m['cosine'] is None else format(m['cosine'], '.3f'):>7}"
         for m in rows
     ]
     for side, names in (("only in first", report["only_in_a"]), ("only in second", report["only_in_b"])):
@@ -173,9 +182,7 @@ def merge_base(app: AppContext, ref: str, into: str, device: str, no_wait: bool)
 @click.argument("source")
 @click.option("--rank", type=int, help="The LoRA rank of every module.")
 @click.option("--energy", type=float, help="Instead of --rank: the smallest rank keeping this fraction.")
-@click.option(
-    "--base", "base", metavar="NAME@SHA", help="With a directory SOURCE: the base it was tuned from."
-)
+@click.option("--base", "base", metavar="BASE", help="With a directory SOURCE: the base it was tuned from.")
 @output_options
 @pass_app
 def extract(
@@ -229,7 +236,7 @@ def _run_to_version(app: AppContext, body: dict[str, Any], no_wait: bool) -> Non
 
 @click.group(invoke_without_command=True)
 @click.option("--status", type=click.Choice(["queued", "running", "succeeded", "failed", "cancelled"]))
-@click.option("--kind", help="merge or diff")
+@click.option("--kind", type=click.Choice(["merge", "diff", "merge_base", "extract"]))
 @click.pass_context
 def jobs(ctx: click.Context, status: str | None, kind: str | None) -> None:
     """List jobs (newest first), or show / cancel one."""
@@ -241,8 +248,8 @@ def jobs(ctx: click.Context, status: str | None, kind: str | None) -> None:
     app.emit(
         found,
         "\n".join(
-            f"{j['id']}  {j['kind']:<6} {j['status']:<10} {j['created_at']}  "
-            f"{j['worker'] or '-'} {j['device'] or ''}"
+            f"{j['id']}  {_kind(j['kind']):<10} {j['status']:<10} {_time(j['created_at'])}  "
+            f"{', '.join(_ref(i) for i in j['inputs'])} -> {_output(j['output'])}"
             for j in found
         )
         or "no jobs",
@@ -253,15 +260,82 @@ def jobs(ctx: click.Context, status: str | None, kind: str | None) -> None:
 @click.argument("job_id")
 @pass_app
 def show_job(app: AppContext, job_id: str) -> None:
+    """What job JOB_ID takes, does and made, its times and its error."""
     job = app.client.request("GET", f"/api/v1/jobs/{job_id}")
-    inputs = ", ".join(f"{i['repo']}#{i['number']}" for i in job["inputs"])
-    app.emit(
-        job,
-        f"job {job['id']} ({job['kind']}) {job['status']}, attempts {job['attempts']}\n"
-        f"  inputs: {inputs}\n  params: {job['params']}\n"
-        f"  worker: {job['worker'] or '-'} {job['device'] or ''}\n"
-        + (f"  error: {job['error']}\n" if job["error"] else "")
-        + (f"  result: {job['result'].get('version', '')}" if job["result"] else ""),
+    app.emit(job, describe(job))
+
+
+def describe(job: dict[str, Any]) -> str:
+    """``jobs show``: one field a line."""
+    rows = [("kind", _kind(job["kind"])), ("status", job["status"] + _progress(job))]
+    rows += [
+        ("inputs" if n == 0 else "", f"{_ref(i)}  (#{i['number']}, sha256:{i['digest']})")
+        for n, i in enumerate(job["inputs"])
+    ]
+    params = "  ".join(f"{k}={_value(v)}" for k, v in sorted(job["params"].items()))
+    rows += [("params", params or "-"), ("into", _output(job["output"]))]
+    rows += [(name, _time(job[f"{name}_at"])) for name in ("created", "started", "finished")]
+    rows.append(("duration", _duration(job)))
+    if job["worker"]:
+        rows.append(("worker", f"{job['worker']} ({job['device']}), attempts {job['attempts']}"))
+    if job["result"]:
+        rows.append(("result", _result(job["result"])))
+    if job["error"]:
+        rows.append(("error", job["error"]))
+    return f"job {job['id']}\n" + "\n".join(
+        f"  {label + ':' if label else '':<10}{text}" for label, text in rows
+    )
+
+
+def _kind(kind: str) -> str:
+    return kind.replace("_", "-")  # merge_base is the merge-base command's job
+
+
+def _ref(item: dict[str, Any]) -> str:
+    """The input as the submitter named it (jobs from before refs were kept: by number)."""
+    return item.get("ref") or f"{item['repo']}#{item['number']}"
+
+
+def _output(output: dict[str, Any] | None) -> str:
+    if output is None:
+        return "- (a report)"
+    return output["repo"] + (f":{output['tag']}" if output.get("tag") else "")
+
+
+def _progress(job: dict[str, Any]) -> str:
+    return f" ({job['progress']})" if job["progress"] and job["status"] == "running" else ""
+
+
+def _value(value: Any) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
+
+
+def _time(value: str | None) -> str:
+    return "-" if value is None else datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _duration(job: dict[str, Any]) -> str:
+    if job["started_at"] is None:
+        return "-"
+    end = job["finished_at"]
+    until = datetime.fromisoformat(end) if end else datetime.now(UTC)
+    seconds = (until - datetime.fromisoformat(job["started_at"])).total_seconds()
+    if seconds < 1:
+        text = f"{seconds * 1000:.0f} ms"
+    elif seconds < 60:
+        text = f"{seconds:.1f} s"
+    else:
+        text = f"{int(seconds // 60)} min {seconds % 60:.0f} s"
+    return text if end else f"{text} so far"
+
+
+def _result(result: dict[str, Any]) -> str:
+    if "version" in result:
+        version = result["version"]
+        return f"{version['repo']}#{version['number']} {version['digest']}"
+    modules = len(result["report"]["modules"])
+    return (
+        f"a report of {modules} modules; heatmap {result['heatmap']['digest']} (lorareg diff --plot saves it)"
     )
 
 

@@ -1,7 +1,10 @@
 """``pull``: download a version into a directory, every file verified against its digest.
 
 Pulls go through the client's content-addressed cache (:mod:`cli.cache`, ``LOREG_CACHE``): blobs
-already cached are not fetched again, and the output files are hard links to the cached blobs.
+already cached are not fetched again, and the output files are hard links to the cached blobs. Each
+pull records which repository it wrote into DIR in ``<cache>/pulls/`` (not in DIR, which holds the
+version's files only); a non-empty DIR without such a record for the same repository is refused unless
+``--force``, before anything is fetched or written.
 
 ``pull REF:TAG --watch -o DIR`` keeps DIR in step with the tag. DIR is then a symbolic link to
 ``DIR.versions/<digest>``, a complete version directory; on each tag move the new version is pulled
@@ -18,6 +21,7 @@ verified against its digest before it becomes visible. A version that fails the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -34,6 +38,7 @@ from cli.cache import BlobCache
 from cli.client import ApiError, RegistryClient
 from cli.context import AppContext, pass_app
 from cli.server_files import check_version
+from registry.errors import InvalidInput
 from registry.refs import RepoRef
 
 WATCH_TIMEOUT = 30
@@ -48,7 +53,13 @@ WATCH_TIMEOUT = 30
     help="Directory to write [default: ./<name>].",
 )
 @click.option(
-    "--base", "base_sha", metavar="SHA", help="Refuse unless the adapter was made for this base SHA."
+    "--base", "base_sha", metavar="BASE", help="Refuse unless the adapter was made for this base model."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Pull into DIR even when it is not empty and holds no previous pull of this repository "
+    "(files of the same names are replaced, others left).",
 )
 @click.option(
     "--watch",
@@ -68,10 +79,13 @@ def pull(
     ref: str,
     output: Path | None,
     base_sha: str | None,
+    force: bool,
     watch: bool,
     watch_count: int | None,
 ) -> None:
-    """Download REF (ns/name[:tag], ns/name@sha256:…, ns/name#N) as a PEFT adapter directory."""
+    """Download REF (ns/name[:tag], ns/name@sha256:…, ns/name#N) as a PEFT adapter directory.
+
+    DIR must be new, empty or a previous pull of the same repository by this client, unless --force."""
     target = RepoRef.parse(ref)
     client = app.client
     cache = BlobCache(app.settings.cache)
@@ -83,6 +97,8 @@ def pull(
             raise click.UsageError("--watch follows a tag: give REF as ns/name:tag")
         _watch(app, client, cache, target, output, base_sha, watch_count)
         return
+    if not force:
+        _check_output(output, str(target.repo), cache)
     version = client.resolve(target, base_sha)
     check_version(version, output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -90,12 +106,45 @@ def pull(
     try:
         fetched = client.fetch_version(version, staging, cache=cache)
         _publish(staging, output)
+        _record_pull(cache, output, version)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     app.emit(
         {**_summary(version, output), "fetched_files": fetched},
         f"pulled {version['repo']}#{version['number']} {version['digest']} into {output}",
     )
+
+
+def _check_output(output: Path, repo: str, cache: BlobCache) -> None:
+    """Refuse a non-empty ``output`` that is not a previous pull of ``repo``; touch nothing."""
+    entries = sorted(p.name for p in output.iterdir()) if output.is_dir() else []
+    if not entries or _pulled_repo(cache, output) == repo:
+        return
+    shown = ", ".join(entries[:3]) + (", …" if len(entries) > 3 else "")
+    raise InvalidInput(
+        f"{output} is not empty ({shown}) and is not a pull of {repo}; pull into a new or empty directory, "
+        "or pass --force to write the files into it"
+    )
+
+
+def _pull_record(cache: BlobCache, output: Path) -> Path:
+    """Where a pull into ``output`` is recorded: ``<cache>/pulls/<sha256 of its absolute path>.json``."""
+    return cache.root / "pulls" / f"{hashlib.sha256(str(output.resolve()).encode()).hexdigest()}.json"
+
+
+def _record_pull(cache: BlobCache, output: Path, version: dict[str, Any]) -> None:
+    record = _pull_record(cache, output)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"path": str(output.resolve()), **_summary(version, output)}))
+
+
+def _pulled_repo(cache: BlobCache, output: Path) -> str | None:
+    """The repository the last pull into ``output`` wrote, if this client recorded one."""
+    try:
+        repo = json.loads(_pull_record(cache, output).read_text())["repo"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return repo if isinstance(repo, str) else None
 
 
 def _summary(version: dict[str, Any], output: Path) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -21,7 +21,12 @@ from registry.compute.extract import lora_config_for
 from registry.compute.lora import IncompatibleAdapters, LoraAdapter, LoraModule
 from registry.compute.lowrank import compare, factored_svd, frobenius_inner, truncate
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 _ANNOTATE_CELLS = 600  # write the value into each heatmap cell up to this many cells
+SCALES = ("max", "fixed")  # the heatmap's colour range: this plot's largest value, or 0..FIXED_SCALE
+FIXED_SCALE = math.sqrt(2)  # the relative distance of two orthogonal updates of equal norm
 
 
 @dataclass
@@ -110,6 +115,10 @@ def adapter_diff(a: LoraAdapter, b: LoraAdapter) -> AdapterDiff:
             modules.append(ModuleDiff(name, layer, module_type, norm_a, norm_b, norm, relative, None))
             continue
         _check_pair(name, ma, mb)
+        if _identical(ma, mb):  # exactly 0, not the QR core's rounding error
+            norm = _norm(ma)
+            modules.append(ModuleDiff(name, layer, module_type, norm, norm, 0.0, 0.0, 1.0 if norm else None))
+            continue
         device = ma.A.device
         # ΔW_a first: norm1 = ‖ΔW_a‖, distance = ‖ΔW_a − ΔW_b‖ (factors read exactly into fp64 inside)
         c = compare(ma.B, ma.A, mb.B.to(device), mb.A.to(device), scale1=ma.scale, scale2=mb.scale)
@@ -190,14 +199,27 @@ def difference_adapter(
     return LoraAdapter(modules=modules, config=config), report
 
 
-def plot_heatmap(diff: AdapterDiff, path: Path) -> None:
-    """A PNG of the relative distance per module: one row per layer, one column per module type (modules
-    outside numbered layers, such as embeddings or ``lm_head``, in a last "other" row), a colorbar, the
-    value in each cell, "A only"/"B only" for modules on one side, and grey for modules neither has."""
+def plot_heatmap(
+    diff: AdapterDiff, path: Path, *, names: tuple[str, str] = ("A", "B"), scale: str = "max"
+) -> None:
+    """Save :func:`heatmap_figure` as a PNG at ``path``."""
+    heatmap_figure(diff, names=names, scale=scale).savefig(Path(path), format="png")
+
+
+def heatmap_figure(diff: AdapterDiff, *, names: tuple[str, str] = ("A", "B"), scale: str = "max") -> Figure:
+    """The relative distance per module: one row per layer, one column per module type (modules outside
+    numbered layers, such as embeddings or ``lm_head``, in a last "other" row), a colorbar, the value in
+    each cell (an exact 0 as ``0``), "A only"/"B only" for modules on one side, grey for modules neither
+    has. ``names`` (the refs compared) title it; ``scale`` is the colour range: ``max``, 0 to this plot's
+    largest value, or ``fixed``, 0 to √2 (two unrelated updates of equal norm) for every plot, so plots
+    compare; larger values (opposed updates, up to 2) take the top colour."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     layers = sorted({m.layer for m in diff.modules if m.layer is not None})
     rows: list[int | None] = [*layers, *([None] if any(m.layer is None for m in diff.modules) else [])]
     columns = sorted({m.module_type for m in diff.modules}, key=lambda t: (_type_rank(diff, t), t))
@@ -207,18 +229,22 @@ def plot_heatmap(diff: AdapterDiff, path: Path) -> None:
     for m in diff.modules:
         i, j = rows.index(m.layer), columns.index(m.module_type)
         grid[i, j] = m.relative
-        labels[i, j] = "A only" if m.name in only_a else "B only" if m.name in only_b else f"{m.relative:.2g}"
+        labels[i, j] = "A only" if m.name in only_a else "B only" if m.name in only_b else _number(m.relative)
     values = grid[~grid.isnan()]
-    top = float(values.max()) if values.numel() and float(values.max()) > 0 else 1.0
+    largest = float(values.max()) if values.numel() else 0.0
+    top = FIXED_SCALE if scale == "fixed" else largest if largest > 0 else 1.0
 
-    height = min(max(3.6, 0.34 * len(rows) + 2.2), 60.0)
+    height = min(max(4.0, 0.34 * len(rows) + 2.6), 60.0)
     width = max(6.5, 1.15 * len(columns) + 3.0)
     figure = Figure(figsize=(width, height), dpi=110, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
-    colormap = _colormap()
     image = axes.imshow(
-        grid.numpy(), cmap=colormap, norm=Normalize(vmin=0.0, vmax=top), aspect="auto", interpolation="none"
+        grid.numpy(),
+        cmap=_colormap(),
+        norm=Normalize(vmin=0.0, vmax=top),
+        aspect="auto",
+        interpolation="none",
     )
     axes.set_xticks(range(len(columns)), [c.replace(".", ".\n", 1) for c in columns], fontsize=9)
     axes.set_yticks(range(len(rows)), ["other" if r is None else str(r) for r in rows], fontsize=9)
@@ -233,17 +259,31 @@ def plot_heatmap(diff: AdapterDiff, path: Path) -> None:
         for (i, j), text in labels.items():
             dark = float(grid[i, j]) / top > 0.6
             axes.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black")
-    colorbar = figure.colorbar(image, ax=axes, shrink=0.9)
-    colorbar.set_label("relative distance (0: identical)")
+    colorbar = figure.colorbar(
+        image, ax=axes, shrink=0.9, extend="max" if largest > top else "neither", format=FuncFormatter(_tick)
+    )
+    colorbar.set_label(
+        "relative distance (0: identical)" + ("\nfixed scale 0..√2" if scale == "fixed" else "")
+    )
     total = diff.summary(top=0)["total"]
-    cosine = "n/a" if total["cosine"] is None else f"{total['cosine']:.3f}"
+    cosine = "n/a" if total["cosine"] is None else _number(total["cosine"], ".3f")
     figure.suptitle(
-        "Adapter diff A → B per module:  ‖ΔW_b − ΔW_a‖ / max(‖ΔW_a‖, ‖ΔW_b‖)\n"
-        f"whole adapter: relative {total['relative']:.3g}, cosine {cosine}; "
+        f"A: {names[0]}  vs  B: {names[1]}\n"
+        "per module: ‖ΔW_B − ΔW_A‖ / max(‖ΔW_A‖, ‖ΔW_B‖)\n"
+        f"whole adapter: relative {_number(total['relative'], '.3g')}, cosine {cosine}; "
         f"{len(diff.only_in_a)} modules only in A, {len(diff.only_in_b)} only in B",
         fontsize=11,
     )
-    figure.savefig(Path(path), format="png")
+    return figure
+
+
+def _number(value: float, spec: str = ".2g") -> str:
+    """``value`` formatted, but an exact zero (either sign) as ``0``, never ``0.00`` or ``-0``."""
+    return "0" if value == 0 else format(value, spec)
+
+
+def _tick(value: float, _position: float | None) -> str:
+    return _number(value, ".3g")
 
 
 def split_name(name: str) -> tuple[int | None, str]:
@@ -260,6 +300,13 @@ def _norm(module: LoraModule) -> float:
     """‖s·BA‖_F from the fp64 r×r Gram matrices of the factors."""
     B, A = module.B.double(), module.A.double()
     return math.sqrt(max(float(frobenius_inner(B, A, B, A)), 0.0)) * abs(module.scale)
+
+
+def _identical(a: LoraModule, b: LoraModule) -> bool:
+    """The same factors, bit for bit, and the same scale (an unchanged module of a new version)."""
+    return a.scale == b.scale and all(
+        x.dtype == y.dtype and torch.equal(x, y.to(x.device)) for x, y in ((a.A, b.A), (a.B, b.B))
+    )
 
 
 def _check_pair(name: str, a: LoraModule, b: LoraModule) -> None:

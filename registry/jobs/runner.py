@@ -171,7 +171,13 @@ def _diff(task: Task) -> dict[str, Any]:
     first, second = (load_adapter(d, device=task.device) for d in task.directories)
     diff = adapter_diff(first, second)
     (task.work / "output").mkdir()
-    plot_heatmap(diff, task.work / "output" / "heatmap.png")
+    first_ref, second_ref = (item.get("ref") or f"{item['repo']}#{item['number']}" for item in task.inputs)
+    plot_heatmap(
+        diff,
+        task.work / "output" / "heatmap.png",
+        names=(first_ref, second_ref),
+        scale=task.params.get("scale", "max"),
+    )
     return {"report": diff.to_json()}
 
 

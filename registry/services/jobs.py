@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from registry.compute.methods import METHODS
 from registry.db import queries
-from registry.db.models import Job, as_utc, utcnow
+from registry.db.models import Job, Version, as_utc, utcnow
 from registry.errors import Conflict, InvalidInput, NotFound
 from registry.principal import Principal
 from registry.refs import RepoName, RepoRef
@@ -29,7 +29,14 @@ KINDS = {  # kind -> (min inputs, max inputs, the kind of version they must be)
     "merge_base": (1, 1, "adapter"),
     "extract": (1, 1, "model"),
 }
+WANTED_HINT = {
+    "adapter": "",
+    "model": " (a fine-tuned model: `lorareg push DIR REPO --model --base BASE` makes one)",
+}
+A_KIND = {"adapter": "an adapter", "model": "a model"}
+NEEDS_BASE_WEIGHTS = ("merge_base", "extract")
 EXTRACT_PARAMS = {"rank", "energy"}
+DIFF_SCALES = ("max", "fixed")  # colour range: this plot's largest value, or 0..√2 for every plot
 MERGE_PARAMS = {"method", "weights", "svd_rank", "svd_clamp", "density", "majority_sign_method", "seed"}
 FINISHED = ("succeeded", "failed", "cancelled")
 MAX_SCANNED = 5000  # jobs read for one page of a list, at most
@@ -57,24 +64,16 @@ def submit_job(
     output = _output(kind, into)
     if output is not None:
         principal.require("write", output["repo"].partition("/")[0])
-    resolved = [_resolve(session, ref, principal) for ref in inputs]
-    for item in resolved:
-        if item["kind"] != wanted_kind:
-            raise InvalidInput(
-                f"{item['repo']}#{item['number']} is a {item['kind']}; {kind} jobs take {wanted_kind}s"
-            )
-    if len({item["base"] for item in resolved}) > 1:
-        raise InvalidInput(
-            "the inputs were made for different base models ("
-            + ", ".join(f"{item['repo']}#{item['number']}: {item['base']}" for item in resolved)
-            + "); jobs combine adapters of one base"
-        )
+    targets = [RepoRef.parse(ref) for ref in inputs]
+    found = [versions.find_version(session, target, principal) for target in targets]
+    _check_inputs(kind, wanted_kind, found)
+    resolved = [_described(version) for version in found]
     params = _check_params(kind, params, len(resolved))
-    key = hashlib.sha256(
-        json.dumps(
-            {"kind": kind, "inputs": resolved, "params": params, "output": output}, sort_keys=True
-        ).encode()
-    ).hexdigest()
+    identity: dict[str, Any] = {"kind": kind, "inputs": resolved, "params": params, "output": output}
+    refs = [str(target) for target in targets]  # as the caller named them
+    if kind == "diff":
+        identity["refs"] = refs  # the heatmap's title names them
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
     existing = queries.find_reusable_job(session, key)
     if existing is not None:
         return existing, False  # its inputs and output are the ones just checked
@@ -82,7 +81,7 @@ def submit_job(
         id=uuid.uuid4().hex,
         kind=kind,
         key=key,
-        inputs={"versions": resolved},
+        inputs={"versions": [{**item, "ref": ref} for item, ref in zip(resolved, refs, strict=True)]},
         params=params,
         output=output,
         queue=queue,
@@ -253,11 +252,40 @@ def finish_job(
     return job
 
 
-def _resolve(session: Session, ref: str, principal: Principal) -> dict[str, Any]:
-    target = RepoRef.parse(ref)
-    version = versions.find_version(session, target, principal)
+def _check_inputs(kind: str, wanted_kind: str, found: Sequence[Version]) -> None:
+    """Refuse, before any job exists, inputs the job would fail on: the wrong kind of version, inputs
+    of different bases, or (merge-base, extract) a base whose weights the registry does not hold."""
+    command = kind.replace("_", "-")
+    for version in found:
+        have = version.config.get("kind", "adapter")
+        if have != wanted_kind:
+            raise InvalidInput(
+                f"{_label(version)} is {A_KIND[have]} version; {command} takes {wanted_kind} versions"
+                + WANTED_HINT[wanted_kind]
+            )
+    if len({version.base.content_digest for version in found}) > 1:
+        raise InvalidInput(
+            "the inputs were made for different base models ("
+            + ", ".join(f"{_label(v)}: {v.base.name} sha256:{v.base.content_digest}" for v in found)
+            + f"); {command} combines versions of one base"
+        )
+    base = found[0].base
+    if kind in NEEDS_BASE_WEIGHTS and not base.stored_files:
+        raise Conflict(
+            f"{command} needs the weights of base model {base.name} (sha256:{base.content_digest}), and "
+            "the registry holds only its shapes; upload them with "
+            f"`lorareg base register DIR --name {base.name} --with-weights` (DIR: the base's directory)",
+            code="base_weights_missing",
+        )
+
+
+def _label(version: Version) -> str:
+    return f"{version.repository.full_name}#{version.number}"
+
+
+def _described(version: Version) -> dict[str, Any]:
     return {
-        "repo": str(target.repo),
+        "repo": version.repository.full_name,
         "digest": version.digest,
         "number": version.number,
         "base": version.base.content_digest,
@@ -277,10 +305,20 @@ def _output(kind: str, into: str | None) -> dict[str, Any] | None:
 
 
 def _check_params(kind: str, params: dict[str, Any], inputs: int) -> dict[str, Any]:
-    if kind in ("diff", "merge_base"):
+    if kind == "merge_base":
         if params:
             raise InvalidInput(f"a {kind} job takes no parameters, got {', '.join(sorted(params))}")
         return {}
+    if kind == "diff":
+        if set(params) - {"scale"}:
+            raise InvalidInput(f"a diff job takes only scale, got {', '.join(sorted(params))}")
+        scale = params.get("scale", "max")
+        if scale not in DIFF_SCALES:
+            raise InvalidInput(
+                f"scale must be max (this plot's largest value) or fixed (0..√2, comparable across plots), "
+                f"not {scale!r}"
+            )
+        return {"scale": scale}
     if kind == "extract":
         given = {k: v for k, v in params.items() if v is not None}
         if set(given) - EXTRACT_PARAMS or len(given) != 1:

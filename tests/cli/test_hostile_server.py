@@ -218,7 +218,7 @@ def test_pull_refuses_a_path_through_a_symlink_out_of_the_output(hostile: Hostil
     elsewhere.mkdir()
     (out / "sub").symlink_to(elsewhere, target_is_directory=True)
     before = tree(tmp_path)
-    done = lorareg(hostile, tmp_path, "pull", "evil/linked", "-o", str(out))
+    done = lorareg(hostile, tmp_path, "pull", "evil/linked", "-o", str(out), "--force")  # out is not empty
     assert done.returncode == 1, done.stderr
     assert "file path 'sub/x' would be written through a symbolic link" in done.stderr
     assert tree(tmp_path) == before and hostile.registry.blob_requests() == []

@@ -10,7 +10,15 @@ import torch
 from matplotlib.image import imread
 
 from registry.compute.base_merge import merge_into_base
-from registry.compute.diff import adapter_diff, difference_adapter, plot_heatmap, split_name
+from registry.compute.diff import (
+    AdapterDiff,
+    ModuleDiff,
+    adapter_diff,
+    difference_adapter,
+    heatmap_figure,
+    plot_heatmap,
+    split_name,
+)
 from registry.compute.lora import IncompatibleAdapters, LoraAdapter, LoraModule, load_adapter, save_adapter
 from registry.compute.lowrank import frobenius_inner
 from tests.compute.conftest import Base, logits, peft_with_adapter
@@ -215,3 +223,53 @@ def test_modules_of_different_shapes_are_refused(pair):
         adapter_diff(a, other)
     with pytest.raises(IncompatibleAdapters, match="different base models"):
         difference_adapter(a, other)
+
+
+def _three_module_diff(largest: float) -> AdapterDiff:
+    """An identical module (an exact 0, stored as -0.0 to catch a "-0"), a changed one, one only in B."""
+    modules = [
+        ModuleDiff("model.layers.0.self_attn.q_proj", 0, "self_attn.q_proj", 1.0, 1.0, -0.0, -0.0, 1.0),
+        ModuleDiff("model.layers.0.self_attn.v_proj", 0, "self_attn.v_proj", 1.0, 1.0, largest, largest, 0.0),
+        ModuleDiff("model.layers.1.self_attn.q_proj", 1, "self_attn.q_proj", 0.0, 2.0, 2.0, 1.0, None),
+    ]
+    return AdapterDiff(modules, only_in_a=[], only_in_b=["model.layers.1.self_attn.q_proj"])
+
+
+def _cells(figure) -> list[str]:
+    return [text.get_text() for text in figure.axes[0].texts]
+
+
+def test_an_adapter_against_itself_is_exactly_0(pair):
+    a, _ = pair
+    diff = adapter_diff(a, a)
+    assert {(m.distance, m.relative, m.cosine) for m in diff.modules} == {(0.0, 0.0, 1.0)}
+    assert set(_cells(heatmap_figure(diff))) == {"0"}
+
+
+def test_heatmap_names_the_refs_and_prints_exact_zeros_as_0():
+    figure = heatmap_figure(_three_module_diff(0.5), names=("acme/a:v3", "acme/b:v1"))
+    figure.canvas.draw()
+
+    title = figure.get_suptitle()
+    assert title.splitlines()[0] == "A: acme/a:v3  vs  B: acme/b:v1"
+    assert sorted(_cells(figure)) == ["0", "0.5", "B only"]
+    colorbar_ticks = [label.get_text() for label in figure.axes[1].get_yticklabels()]
+    assert colorbar_ticks[0] == "0" and not any(t in ("0.0", "0.00", "-0") for t in colorbar_ticks)
+
+
+def test_heatmap_scale_max_follows_the_plot_and_fixed_is_the_same_for_every_plot(tmp_path):
+    small, large = _three_module_diff(0.25), _three_module_diff(1.9)
+    assert [heatmap_figure(d).axes[0].images[0].norm.vmax for d in (small, large)] == [1.0, 1.9]
+    fixed = [heatmap_figure(d, scale="fixed").axes[0].images[0] for d in (small, large)]
+    assert [image.norm.vmax for image in fixed] == [math.sqrt(2)] * 2
+    assert fixed[0].to_rgba(0.7) == fixed[1].to_rgba(0.7)  # one value, one colour, in every plot
+    assert [image.colorbar.extend for image in fixed] == ["neither", "max"]  # 1.9 > √2: off the scale
+    assert "fixed scale 0..√2" in fixed[0].colorbar.ax.get_ylabel()
+    with pytest.raises(ValueError, match="scale must be one of max, fixed"):
+        heatmap_figure(small, scale="log")
+
+    paths = {scale: tmp_path / f"{scale}.png" for scale in ("max", "fixed")}
+    for scale, path in paths.items():
+        plot_heatmap(small, path, names=("x/a:v1", "x/b:v1"), scale=scale)
+    maximum, fixed_image = (imread(path)[..., :3] for path in paths.values())
+    assert maximum.shape == fixed_image.shape and (maximum != fixed_image).any()  # the colours differ
