@@ -13,7 +13,7 @@ import click
 import httpx
 
 from cli.client import ApiError
-from cli.commands import access, base, imports, inspect, jobs, ops, pull, push, serve, tags, tokens
+from cli.commands import access, base, doctor, imports, inspect, jobs, ops, pull, push, serve, tags, tokens
 from cli.context import AppContext
 from registry.config import Settings
 from registry.errors import RegistryError, Unavailable
@@ -69,7 +69,7 @@ def cli(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -
     ctx.call_on_close(ctx.obj.close)
 
 
-for _module in (serve, base, push, imports, pull, inspect, tags, access, tokens, ops, jobs):
+for _module in (serve, base, push, imports, pull, inspect, tags, access, tokens, ops, jobs, doctor):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     max_json_body: int = Field(
         default=8 * 1024**2, description="Largest accepted request body outside blob uploads, in bytes."
     )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Server log lines: text, or one JSON object per line (json)."
+    )
 
     # S3-compatible blob store (LOREG_BLOB_URL=s3://bucket/prefix).
     s3_endpoint: str | None = Field(default=None, description="host:port of the S3 server; AWS when unset.")
@@ -51,6 +54,9 @@ class Settings(BaseSettings):
         default="off", description="'required' in production: every request needs a bearer token."
     )
     anonymous_read: bool = Field(default=False, description="With auth required, reads need no token.")
+    metrics_token: str | None = Field(
+        default=None, description="Bearer token /metrics requires (LOREG_METRICS_TOKEN); open when unset."
+    )
 
     # Jobs.
     device: str = Field(default="auto", description="Compute device: auto (CUDA if present), cpu, cuda:N.")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import getpass
 from dataclasses import dataclass
+from datetime import datetime
 
 from registry.errors import Forbidden, NotFound, RegistryError, Unauthorized
 
@@ -32,6 +33,7 @@ class Principal:
     scope: str
     namespaces: tuple[str, ...] | None = None  # None: every namespace
     token_id: int | None = None
+    expires_at: datetime | None = None  # the token's expiry, if it has one
     anonymous: bool = False  # no token: reads public repositories only, and changes nothing
     reads_private: bool = False  # an anonymous caller that reads private repositories too
     stale_last_use: bool = False  # the token's last_used_at is due for an update (see record_use)

@@ -20,6 +20,8 @@ def serve(app: AppContext, host: str | None, port: int | None, workers: int) -> 
     import uvicorn
 
     from registry.db import migrate
+    from registry.logs import log_config
+    from registry.metrics.multiprocess import shared_metrics
 
     settings = app.settings
     host = host or settings.host
@@ -27,17 +29,16 @@ def serve(app: AppContext, host: str | None, port: int | None, workers: int) -> 
     if warning:
         click.secho(f"lorareg: WARNING: {warning}", err=True, fg="red", bold=True)
     migrate.upgrade(settings.resolved_database_url)  # under a lock: replicas may start at once
-    click.echo(
-        f"lorareg: database {settings.resolved_database_url}, blobs {settings.resolved_blob_url}", err=True
-    )
-    uvicorn.run(
-        "registry.api.app:create_app",
-        factory=True,
-        host=host,
-        port=port or settings.port,
-        workers=workers,
-        log_level="info",
-    )
+    with shared_metrics(workers):  # several workers: one PROMETHEUS_MULTIPROC_DIR for this run
+        uvicorn.run(
+            "registry.api.app:create_app",
+            factory=True,
+            host=host,
+            port=port or settings.port,
+            workers=workers,
+            log_level="info",
+            log_config=log_config(settings.log_format),  # text or JSON lines with request ids
+        )
 
 
 def exposure_warning(host: str, settings: Settings) -> str | None:

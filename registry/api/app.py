@@ -9,9 +9,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from registry.api import errors, limits
+from registry.api import docs, errors, limits
 from registry.api.audit_trail import RefusalTrail
 from registry.api.deps import Registry
+from registry.api.request_id import RequestId
 from registry.api.routers import (
     audit,
     bases,
@@ -19,6 +20,7 @@ from registry.api.routers import (
     health,
     hf,
     jobs,
+    metrics,
     repos,
     resolve,
     tags,
@@ -29,7 +31,10 @@ from registry.api.routers import (
 from registry.api.schemas import ErrorBody
 from registry.config import Settings
 from registry.db.lookups import Lookups
+from registry.db.session import MAX_CONNECTIONS
 from registry.jobs.executors import make_executor
+from registry.metrics.instruments import watch_pool
+from registry.metrics.middleware import RequestMetrics
 from registry.runtime import Runtime
 from registry.services import tokens as token_service
 from registry.webhooks import Dispatcher
@@ -59,11 +64,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = Runtime.open(settings)
+        unwatch_pool = watch_pool(runtime.db.engine, MAX_CONNECTIONS)
         executor = make_executor(runtime)
         lookups = Lookups.open(settings.resolved_database_url)
         app.state.registry = Registry(
             settings=settings, db=runtime.db, lookups=lookups, store=runtime.store, executor=executor
         )
+        # The engine's URL prints its password masked; a blob URL holds none (S3 keys are settings).
+        logger.info("database %s, blobs %s", runtime.db.engine.url, settings.resolved_blob_url)
         _warn_without_admin(runtime)
         dispatcher = Dispatcher(runtime)
         dispatcher.start()
@@ -72,18 +80,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await lookups.close()
         executor.close()
         runtime.close()
+        unwatch_pool()
 
     app = FastAPI(
         title="lorareg",
         version="1",
         summary="A registry for LoRA adapters",
         lifespan=lifespan,
+        docs_url=None,  # docs.install serves both pages from the package's own assets
+        redoc_url=None,
         responses={400: {"model": ErrorBody}, 404: {"model": ErrorBody}},
     )
     errors.install(app)
     app.add_middleware(RefusalTrail)
     app.add_middleware(limits.BodyLimit, limit=settings.max_json_body)
     app.add_middleware(limits.PrintableUrl)
+    app.add_middleware(RequestMetrics)  # outside the refusals, so that they are counted too
+    app.add_middleware(RequestId)  # outermost: every answer carries the id, refusals above too
     for router in (
         health.router,
         resolve.router,  # first after health: routes are matched in order, and lookups are the hot path
@@ -99,4 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(router, prefix="/api/v1")
     app.include_router(hf.router, prefix="/hf")
+    app.include_router(metrics.router)
+    app.include_router(health.probes)
+    docs.install(app)
     return app

@@ -96,7 +96,12 @@ async def authenticate(lookups: Lookups, authorization: str | None) -> Principal
     stale = token.last_used_at is None or as_utc(token.last_used_at) < now - _LAST_USED_RESOLUTION
     namespaces = tuple(token.namespaces) if token.namespaces else None
     return Principal(
-        name=token.name, scope=token.scope, namespaces=namespaces, token_id=token.id, stale_last_use=stale
+        name=token.name,
+        scope=token.scope,
+        namespaces=namespaces,
+        token_id=token.id,
+        expires_at=as_utc(token.expires_at) if token.expires_at is not None else None,
+        stale_last_use=stale,
     )
 
 

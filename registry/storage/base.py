@@ -98,6 +98,10 @@ class BlobStore(Protocol):
         """Every stored blob."""
         ...
 
+    def check(self) -> None:
+        """Raise :class:`OSError` saying why when the store cannot be used (readiness)."""
+        ...
+
     def purge_uploads(self, older_than: datetime) -> int:
         """Remove abandoned uploads staged before ``older_than``; return how many."""
         ...

@@ -111,6 +111,13 @@ class FilesystemBlobStore:
                     continue
                 yield BlobInfo(path.name, st.st_size, datetime.fromtimestamp(st.st_mtime, UTC))
 
+    def check(self) -> None:
+        for directory in (self.root / "blobs" / "sha256", self.uploads):
+            if not directory.is_dir():
+                raise FileNotFoundError(f"blob directory {directory} is missing")
+            if not os.access(directory, os.R_OK | os.W_OK | os.X_OK):
+                raise PermissionError(f"blob directory {directory} is not readable and writable")
+
     def purge_uploads(self, older_than: datetime) -> int:
         removed = 0
         for path in self.uploads.iterdir():

@@ -297,6 +297,11 @@ class S3BlobStore:
                 if SHA256_HEX.match(digest) and name == self.key(digest):
                     yield BlobInfo(digest, cast(int, obj.size), cast(datetime, obj.last_modified))
 
+    def check(self) -> None:
+        with self._vendor_errors():
+            if not self.client.bucket_exists(self.bucket):
+                raise FileNotFoundError(f"bucket {self.bucket!r} does not exist")
+
     def purge_uploads(self, older_than: datetime) -> int:
         removed = 0
         with self._vendor_errors():

@@ -316,9 +316,20 @@ def _fresh(method: str, path: str, json: Any = None) -> Prepare:
     return prepare
 
 
+def _yanked(t: Teams) -> Call:
+    """Unyanking #1 of a fresh alpha repository, yanked by the global admin."""
+    repo = t.fresh_repo()
+    assert t.admin.post(f"/api/v1/repos/{repo}/versions/%231/yank", json={}).status_code == 200
+    return Call("POST", f"/api/v1/repos/{repo}/versions/%231/unyank")
+
+
 # (method, path) -> (rule, prepare, audited action). Every operation of the OpenAPI document is here.
 RULES: dict[tuple[str, str], tuple[Rule, Prepare, str | None]] = {
     ("GET", "/api/v1/health"): (anyone(200), _get("/api/v1/health"), None),
+    ("GET", "/health"): (anyone(200), _get("/health"), None),
+    ("GET", "/healthz"): (anyone(200), _get("/healthz"), None),
+    ("GET", "/readyz"): (anyone(200), _get("/readyz"), None),
+    ("GET", "/metrics"): (anyone(200), _get("/metrics"), None),  # open: LOREG_METRICS_TOKEN unset
     ("GET", "/api/v1/whoami"): (any_token(200), _get("/api/v1/whoami"), None),
     ("GET", "/api/v1/repos"): (any_caller(200), _get("/api/v1/repos"), None),
     ("POST", "/api/v1/repos"): (
@@ -368,6 +379,11 @@ RULES: dict[tuple[str, str], tuple[Rule, Prepare, str | None]] = {
         needs("write", 200, of_alpha=True),
         _fresh("POST", "/api/v1/repos/{repo}/versions/%231/yank", {"reason": "test"}),
         "version.yank",
+    ),
+    ("POST", "/api/v1/repos/{namespace}/{name}/versions/{ref}/unyank"): (
+        needs("write", 200, of_alpha=True),
+        _yanked,
+        "version.unyank",
     ),
     ("GET", "/api/v1/repos/{namespace}/{name}/tags"): (
         read_alpha(200),

@@ -275,3 +275,13 @@ def test_iter_blobs_lists_exactly_the_published_blobs(store: BlobStore) -> None:
     assert listed == {digest_of(data): len(data) for data in blobs}
     store.delete(digest_of(blobs[0]))
     assert {info.digest for info in store.iter_blobs()} == {digest_of(data) for data in blobs[1:]}
+
+
+def test_check_fails_once_the_store_is_gone(store: BlobStore) -> None:
+    store.check()
+    if isinstance(store, FilesystemBlobStore):
+        (store.root / "blobs" / "sha256").rmdir()
+    else:
+        store.client.remove_bucket(store.bucket)  # type: ignore[attr-defined]
+    with pytest.raises(OSError, match=r"missing|does not exist"):
+        store.check()

@@ -49,4 +49,5 @@ def whoami(principal: Caller, registry: RegistryDep) -> WhoAmIOut:
         scope=principal.scope,
         namespaces=list(principal.namespaces) if principal.namespaces else None,
         auth=registry.settings.auth,
+        expires_at=principal.expires_at,
     )
