@@ -71,7 +71,7 @@ def test_the_production_services_exist(services: dict[str, Any]) -> None:
     assert services["postgres"]["image"].startswith("postgres:16")
     for name in ("postgres", "minio", "redis", "api"):
         assert services[name]["healthcheck"]["test"], f"{name} has no healthcheck"
-    assert "/api/v1/health" in " ".join(services["api"]["healthcheck"]["test"])
+    assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
     assert services["migrate"]["command"] == ["lorareg", "db", "upgrade"]
     assert "mb" in " ".join(services["minio-init"]["command"])
 
