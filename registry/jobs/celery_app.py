@@ -39,7 +39,9 @@ def make_celery(settings: Settings) -> Celery:
 
     opened: list[Runtime] = []  # per app, opened lazily: in prefork, inside each child process
 
-    @app.task(name="lorareg.run_job")
+    # shared=False: a shared task joins every Celery app finalized later in this process, and the first
+    # registered (bound to the first app's settings: another database) would answer for all of them
+    @app.task(name="lorareg.run_job", shared=False)
     def run_job_task(job_id: str) -> str | None:
         from registry.jobs.runner import run_job
 

@@ -121,7 +121,7 @@ def teams(
         auth="required",
         # Jobs are queued on a broker no worker reads, so that they stay cancellable.
         executor="celery",
-        broker_url="redis://127.0.0.1:6379/13",
+        broker_url="redis://127.0.0.1:6379/12",  # not the jobs tests' (13): their worker reads that one
     )
     for url in start_server(settings):
         admin = httpx.Client(
