@@ -13,9 +13,8 @@ from sqlalchemy.orm import Session
 
 from registry.db import queries
 from registry.db.models import AuditEvent
-from registry.errors import InvalidInput
 from registry.principal import Principal
-from registry.services.pages import Page, check_limit, page_of
+from registry.services.pages import Page, check_limit, numeric_cursor, page_of
 
 MAX_TARGET = 512
 MAX_NAMESPACE = 96
@@ -67,11 +66,7 @@ def list_events(
     namespaces = principal.namespaces
     if namespace is not None:
         namespaces = (namespace,)
-    before = None
-    if cursor is not None:
-        if not cursor.isdigit():
-            raise InvalidInput(f"invalid cursor {cursor!r}: pass the one a previous page returned")
-        before = int(cursor)
+    before = numeric_cursor(cursor) if cursor is not None else None
     found = queries.list_audit_events(
         session, namespaces=namespaces, action=action, before=before, limit=check_limit(limit) + 1
     )

@@ -20,7 +20,7 @@ from registry.principal import Principal
 from registry.refs import BaseSpec, RepoName, validate_base_name
 from registry.services import audit
 from registry.services.blobs import FileEntry, check_files
-from registry.services.pages import Page, check_limit, page_of
+from registry.services.pages import Page, check_limit, numeric_cursor, page_of
 from registry.storage import BlobStore
 
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -257,7 +257,7 @@ def adapters_on_base(
         repo, _, number = cursor.rpartition("#")
         try:
             parsed = RepoName.parse(repo)
-            after = (parsed.namespace, parsed.name, int(number))
+            after = (parsed.namespace, parsed.name, numeric_cursor(number))
         except (InvalidInput, ValueError):
             raise InvalidInput(f"invalid cursor {cursor!r}: pass the one a previous page returned") from None
     found = queries.versions_on_base(

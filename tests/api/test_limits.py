@@ -18,7 +18,8 @@ import pytest
 
 from registry.config import Settings
 from registry.db import migrate
-from tests.conftest import LiveServer, start_server
+from tests.conftest import LiveServer, TinyBase, start_server
+from tests.helpers import push, register_base
 
 HOSTILE = ["\x00", "\x7f", "é", "💥", "\r\nX-Injected: 1", "\x1b[31m\x01\x1f"]
 DIGEST = "sha256:" + "0" * 64
@@ -237,3 +238,22 @@ def test_non_finite_numbers_in_free_form_fields_are_refused(server: LiveServer) 
     assert response.status_code == 422, response.text
     assert "provenance" in response.json()["error"]["message"]
     assert "not storable as JSON" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/audit",
+        "/api/v1/bases/{base}/adapters",
+    ],
+)
+def test_a_cursor_past_what_a_column_holds_is_a_400(
+    server: LiveServer, tiny_base: TinyBase, adapter_factory, repo: str, path: str
+) -> None:
+    register_base(server.http, tiny_base.path)
+    assert push(server.http, repo, adapter_factory(), base=tiny_base.content_digest).status_code in (200, 201)
+    url = path.format(base=tiny_base.content_digest, repo=repo)
+    for cursor in ("2336616259", f"{repo}#2336616259", "0"):
+        answer = server.http.get(url, params={"cursor": cursor})
+        assert answer.status_code == 400, (cursor, answer.text)
+        assert "invalid cursor" in answer.json()["error"]["message"]
