@@ -13,7 +13,22 @@ import click
 import httpx
 
 from cli.client import ApiError
-from cli.commands import access, base, doctor, imports, inspect, jobs, ops, pull, push, serve, tags, tokens
+from cli.commands import (
+    access,
+    base,
+    doctor,
+    imports,
+    inspect,
+    jobs,
+    labels,
+    ops,
+    pull,
+    push,
+    search,
+    serve,
+    tags,
+    tokens,
+)
 from cli.context import AppContext
 from registry.config import Settings
 from registry.errors import RegistryError, Unavailable
@@ -69,7 +84,22 @@ def cli(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -
     ctx.call_on_close(ctx.obj.close)
 
 
-for _module in (serve, base, push, imports, pull, inspect, tags, access, tokens, ops, jobs, doctor):
+for _module in (
+    serve,
+    base,
+    push,
+    imports,
+    pull,
+    inspect,
+    search,
+    tags,
+    labels,
+    access,
+    tokens,
+    ops,
+    jobs,
+    doctor,
+):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import text
 
-from registry.db.models import Base
+from registry.db.models import Base, described_by_models
 from registry.db.session import make_engine
 
 config = context.config
@@ -15,6 +15,7 @@ def run_migrations_offline() -> None:
     context.configure(
         url=config.get_main_option("sqlalchemy.url"),
         target_metadata=Base.metadata,
+        include_object=described_by_models,
         literal_binds=True,
         render_as_batch=True,
     )
@@ -34,6 +35,7 @@ def run_migrations_online() -> None:
         context.configure(
             connection=connection,
             target_metadata=Base.metadata,
+            include_object=described_by_models,
             transaction_per_migration=True,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,

@@ -1,4 +1,5 @@
-"""``repo visibility``, ``audit``: who may read a repository, and who changed what."""
+"""``repo visibility``, ``repo describe``, ``audit``: who may read a repository, what it is, and who changed
+what."""
 
 from __future__ import annotations
 
@@ -24,6 +25,19 @@ def visibility(app: AppContext, repo_name: str, visibility: str) -> None:
         "PUT", f"{app.client.repo_path(name)}/visibility", json={"visibility": visibility}
     )
     app.emit(changed, f"{changed['id']} is {changed['visibility']}")
+
+
+@repo.command("describe")
+@click.argument("repo_name", metavar="REPO")
+@click.argument("description")
+@pass_app
+def describe(app: AppContext, repo_name: str, description: str) -> None:
+    """Set REPO's one-line description, shown by `ls` ("" clears it)."""
+    name = RepoName.parse(repo_name)
+    changed = app.client.request(
+        "PUT", f"{app.client.repo_path(name)}/description", json={"description": description}
+    )
+    app.emit(changed, f"{changed['id']}: {changed['description'] or '(no description)'}")
 
 
 @click.command()

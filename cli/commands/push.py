@@ -165,10 +165,14 @@ def push(
             "created": result["created"],
             "uploaded_files": uploaded.files,
             "uploaded_bytes": uploaded.bytes,
+            "warnings": result.get("warnings", []),
         },
         f"{'pushed' if result['created'] else 'unchanged:'} {result['repo']}#{result['number']} "
         f"{result['digest']} (tags: {', '.join(result['tags']) or '-'}; uploaded {uploaded.bytes} bytes)",
     )
+    if not app.as_json:
+        for warning in result.get("warnings", []):  # the model card: never a refusal, but worth fixing
+            click.echo(f"warning: {warning}", err=True)
 
 
 COMMANDS = [push]

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, TypeAdapter, model_validator
 from pydantic import BaseModel as Schema
 
+from registry.adapters.model_card import Card
 from registry.db import models
 from registry.db.models import as_utc
+from registry.services.search import Hit
 from registry.services.versions import Resolved
 from registry.services.yank import YankResult
 
@@ -103,6 +106,7 @@ class RepoOut(Schema):
     name: str
     id: str = Field(description="namespace/name")
     visibility: str = Field(description="private (its namespace's tokens) or public (anyone)")
+    description: str | None = Field(default=None, description="one line (`lorareg repo describe`)")
     created_at: Timestamp
     versions: int | None = None
 
@@ -170,6 +174,21 @@ class PushIn(Input):
 class PushOut(VersionOut):
     created: bool
     tags_moved: list[str]
+    warnings: list[str] = Field(
+        default_factory=list, description="what of README.md's model card could not be read (never refused)"
+    )
+
+
+class CardOut(Schema):
+    """A version's model card: README.md's front matter fields and Markdown, or a generated card."""
+
+    card_data: dict[str, Any] = Field(
+        description="base_model, base_model_relation, license, datasets, language, tags, library_name, "
+        "pipeline_tag, model-index (as the Hub reads them)"
+    )
+    markdown: str = Field(description="the card's text after its front matter")
+    generated: bool = Field(description="written by the registry: no readable README.md, or a job's output")
+    warnings: list[str]
 
 
 class YankIn(Input):
@@ -292,6 +311,7 @@ def repo_out(repository: models.Repository, versions: int | None = None) -> Repo
         name=repository.name,
         id=repository.full_name,
         visibility=repository.visibility,
+        description=repository.description,
         created_at=repository.created_at,
         versions=versions,
     )
@@ -301,8 +321,18 @@ def version_out(version: models.Version, tags: list[str]) -> VersionOut:
     return VersionOut(**_version_fields(version, tags))
 
 
-def push_out(version: models.Version, tags: list[str], *, created: bool, tags_moved: list[str]) -> PushOut:
-    return PushOut(**_version_fields(version, tags), created=created, tags_moved=tags_moved)
+def push_out(
+    version: models.Version, tags: list[str], *, created: bool, tags_moved: list[str], warnings: list[str]
+) -> PushOut:
+    return PushOut(
+        **_version_fields(version, tags), created=created, tags_moved=tags_moved, warnings=warnings
+    )
+
+
+def card_out(card: Card) -> CardOut:
+    return CardOut(
+        card_data=card.data, markdown=card.markdown, generated=card.generated, warnings=card.warnings
+    )
 
 
 def yank_out(result: YankResult, tags: list[str]) -> YankOut:
@@ -620,3 +650,136 @@ class AuditEventOut(Schema):
 
 def audit_event_out(event: models.AuditEvent) -> AuditEventOut:
     return AuditEventOut.model_validate(event, from_attributes=True)
+
+
+class DescriptionIn(Input):
+    description: str | None = Field(
+        max_length=4096, description='one line of at most 1024 characters; null or "" clears it'
+    )
+
+
+LabelKey = Annotated[str, Field(max_length=256)]
+
+
+class LabelsIn(Input):
+    labels: dict[LabelKey, Annotated[str, Field(max_length=4096)]] = Field(
+        default_factory=dict,
+        max_length=256,
+        description="key → value to set (keys [a-z0-9][a-z0-9._/-]*, ≤ 128; values ≤ 1 KiB of UTF-8)",
+    )
+    remove: list[LabelKey] = Field(
+        default_factory=list, max_length=256, description="keys to remove (an absent one is no change)"
+    )
+
+
+class LabelOut(Schema):
+    key: str
+    value: str
+    updated_at: Timestamp
+    updated_by: str = Field(description="the token that set it")
+
+
+class LabelsOut(Schema):
+    labels: list[LabelOut] = Field(description="every label of the target after the change")
+    changed: list[str] = Field(description="the keys this call set or removed ([]: all already were)")
+
+
+class LabelEventOut(Schema):
+    key: str
+    old: str | None = Field(description="null: the label was new")
+    new: str | None = Field(description="null: the label was removed")
+    actor: str
+    created_at: Timestamp
+
+
+class EvalMetricOut(Schema):
+    name: str = Field(description="task/metric, or metric alone: what compare and search name it")
+    task: str
+    metric: str
+    value: float
+    stderr: float | None
+    dataset: str | None
+    source: str = Field(description="card (the model card's model-index, at push) or eval (attached)")
+    created_by: str
+    created_at: Timestamp
+
+
+class EvalsOut(Schema):
+    attached: list[str] = Field(description="the names of the metrics this file attached")
+    metrics: list[EvalMetricOut] = Field(description="every metric of the version now, both sources")
+
+
+def label_out(label: models.RepositoryLabel | models.VersionLabel) -> LabelOut:
+    return LabelOut.model_validate(label, from_attributes=True)
+
+
+def label_event_out(event: models.LabelEvent) -> LabelEventOut:
+    return LabelEventOut(
+        key=event.key,
+        old=event.old_value,
+        new=event.new_value,
+        actor=event.actor,
+        created_at=event.created_at,
+    )
+
+
+def eval_metric_out(metric: models.EvalMetric) -> EvalMetricOut:
+    return EvalMetricOut.model_validate(metric, from_attributes=True)
+
+
+class SearchLatestOut(Schema):
+    number: int
+    digest: str
+    base: BaseRefOut
+    created_at: Timestamp
+    yanked: bool
+    tags: list[str] = Field(description="the tags on this version")
+    labels: dict[str, str] = Field(description="this version's labels")
+    metrics: dict[str, float] = Field(description="by name; an attached eval result wins over the card's")
+
+
+class SearchHitOut(Schema):
+    repo: str = Field(description="namespace/name")
+    visibility: str
+    description: str | None
+    updated_at: Timestamp = Field(description="its last push, tag move, yank, label or description change")
+    license: str | None = Field(description="the latest version's card license (lowercase)")
+    labels: dict[str, str] = Field(description="the repository's labels (its latest version's: in latest)")
+    latest: SearchLatestOut | None = Field(
+        description="the version `latest` points at (without that tag, the newest unyanked one); null: none"
+    )
+
+
+_SEARCH_HITS = TypeAdapter(list[SearchHitOut])
+
+
+def search_hits_json(hits: Sequence[Hit]) -> bytes:
+    """A page of results as the API answers it (``list[SearchHitOut]``), serialized at once. Built without
+    validating: a hit's fields have the types they show already (its times in UTC)."""
+    return _SEARCH_HITS.dump_json([_search_hit(hit) for hit in hits])
+
+
+def _search_hit(hit: Hit) -> SearchHitOut:
+    latest = hit.latest
+    return SearchHitOut.model_construct(
+        repo=hit.repo,
+        visibility=hit.visibility,
+        description=hit.description,
+        updated_at=hit.updated_at,
+        license=hit.license,
+        labels=hit.labels,
+        latest=None
+        if latest is None
+        else SearchLatestOut.model_construct(
+            number=latest.number,
+            digest=f"sha256:{latest.digest}",
+            base=BaseRefOut.model_construct(
+                name=latest.base_name, sha=latest.base_sha, content_digest=latest.base_content_digest
+            ),
+            created_at=latest.created_at,
+            yanked=latest.yanked,
+            tags=latest.tags,
+            labels=latest.labels,
+            metrics=latest.metrics,
+        ),
+    )

@@ -12,8 +12,10 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -65,6 +67,7 @@ class Repository(Base):
     namespace: Mapped[str] = mapped_column(String(96))
     name: Mapped[str] = mapped_column(String(96))
     visibility: Mapped[str] = mapped_column(String(16), default="private", server_default="private")
+    description: Mapped[str | None] = mapped_column(String(1024))  # a line for `ls` and search
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     @property
@@ -315,3 +318,128 @@ class AuditEvent(Base):
     target: Mapped[str] = mapped_column(String(512))
     result: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class VersionCard(Base):
+    """A version's model card: the metadata parsed from its ``README.md`` front matter (the Hugging Face
+    model card format) and its Markdown, or a card the registry generated (no README, job outputs).
+    Written once, with the version; the README file itself is stored unchanged among its files."""
+
+    __tablename__ = "version_cards"
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True)
+    card_data: Mapped[dict[str, Any]]  # the front matter's known fields (base_model, license, tags, …)
+    markdown: Mapped[str] = mapped_column(Text)
+    generated: Mapped[bool] = mapped_column(Boolean)
+    warnings: Mapped[list[str]] = mapped_column(JSON)  # what could not be read (invalid YAML, …)
+
+
+class RepositoryLabel(Base):
+    """A key-value label on a repository (mutable; every change is in ``label_events``)."""
+
+    __tablename__ = "repository_labels"
+    __table_args__ = (Index("ix_repository_labels_key_value", "key", "value"),)
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(String(1024))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(256))
+
+
+class VersionLabel(Base):
+    """A key-value label on an immutable version, e.g. ``validation=approved`` set by CI after its checks."""
+
+    __tablename__ = "version_labels"
+    __table_args__ = (Index("ix_version_labels_key_value", "key", "value"),)
+
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    value: Mapped[str] = mapped_column(String(1024))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by: Mapped[str] = mapped_column(String(256))
+
+
+class LabelEvent(Base):
+    """One label change: set (``old_value`` null when new) or removed (``new_value`` null), on a
+    repository (``version_id`` null) or one of its versions."""
+
+    __tablename__ = "label_events"
+    __table_args__ = (Index("ix_label_events_target", "repository_id", "version_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    repository_id: Mapped[int] = mapped_column(ForeignKey("repositories.id", ondelete="CASCADE"))
+    version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(128))
+    old_value: Mapped[str | None] = mapped_column(String(1024))
+    new_value: Mapped[str | None] = mapped_column(String(1024))
+    actor: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EvalMetric(Base):
+    """A numeric eval result of a version: from its card's ``model-index`` (``source='card'``, at push)
+    or attached later (``source='eval'``: lm-evaluation-harness ``results.json`` or a flat file).
+    ``name`` is ``task/metric``, or ``metric`` alone when there is no task: what search filters on."""
+
+    __tablename__ = "eval_metrics"
+    __table_args__ = (
+        UniqueConstraint("version_id", "source", "name"),
+        CheckConstraint("source IN ('card', 'eval')", name="source_known"),
+        Index("ix_eval_metrics_name_value", "name", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("versions.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(16))
+    task: Mapped[str] = mapped_column(String(256))  # "" when the result names none
+    metric: Mapped[str] = mapped_column(String(256))
+    name: Mapped[str] = mapped_column(String(513))
+    value: Mapped[float] = mapped_column(Float)
+    stderr: Mapped[float | None] = mapped_column(Float)
+    dataset: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(256))
+
+
+class SearchDocument(Base):
+    """What search reads of a repository, kept current by ``registry.services.search_index``: its latest
+    version (the one ``latest`` points at; without that tag, the newest unyanked one), that version's base
+    and card license, when it last changed, and the text matched (name, description, the card's Markdown
+    and metadata strings). The full-text index over ``text`` is the database's own, made by migration 0010
+    outside the models (see :func:`described_by_models`)."""
+
+    __tablename__ = "search_documents"
+    __table_args__ = (
+        Index("ix_search_documents_updated_at", "updated_at", "repository_id"),
+        Index("ix_search_documents_base_id", "base_id", "updated_at", "repository_id"),
+        Index("ix_search_documents_license", "license", "updated_at", "repository_id"),
+        Index("ix_search_documents_latest_version_id", "latest_version_id"),
+    )
+
+    repository_id: Mapped[int] = mapped_column(
+        ForeignKey("repositories.id", ondelete="CASCADE"), primary_key=True
+    )
+    latest_version_id: Mapped[int | None] = mapped_column(ForeignKey("versions.id", ondelete="SET NULL"))
+    base_id: Mapped[int | None] = mapped_column(ForeignKey("base_models.id"))
+    license: Mapped[str | None] = mapped_column(String(256))  # lowercased
+    updated_at: Mapped[datetime]
+    text: Mapped[str] = mapped_column(Text)
+
+
+# The full-text index of search_documents, which no model describes: on SQLite an FTS5 table (with its
+# shadow tables, named after it); on PostgreSQL a generated tsvector column and its GIN index.
+SEARCH_FTS_TABLE = "search_documents_fts"
+SEARCH_VECTOR = "search_vector"
+_DATABASE_ONLY = {("column", SEARCH_VECTOR), ("index", f"ix_search_documents_{SEARCH_VECTOR}")}
+
+
+def described_by_models(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic's ``include_object`` hook: False for the full-text index's objects in the database."""
+    if not reflected or compare_to is not None or name is None:
+        return True
+    return not (name.startswith(SEARCH_FTS_TABLE) if type_ == "table" else (type_, name) in _DATABASE_ONLY)

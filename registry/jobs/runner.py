@@ -22,6 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from registry.adapters.model_card import Lineage
 from registry.principal import REGISTRY
 from registry.refs import RepoName
 from registry.runtime import Runtime
@@ -277,6 +278,7 @@ def _publish(
             provenance={"job": job_id, "kind": kind, "params": params},
             tags=[output["tag"]] if output.get("tag") else [],
             parents=[f"{item['repo']}@sha256:{item['digest']}" for item in inputs],
+            lineage=Lineage(job=job_id, kind=kind, inputs=inputs, params=params, report=result["report"]),
         ),
         principal=REGISTRY,
         max_config_size=runtime.settings.max_config_size,

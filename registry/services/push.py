@@ -2,8 +2,9 @@
 
 The blobs were uploaded (and verified) before; here the server re-reads what it needs from the blob
 store — the adapter config and the safetensors header, never the tensor data — checks the adapter
-against the base model's shape manifest, and inserts the version, its files, its parents and its tag
-moves. Pushing content the repository already has returns the existing version.
+against the base model's shape manifest, and inserts the version, its files, its parents, its model card
+(README.md's front matter, or one the registry writes) and its tag moves. Pushing content the repository
+already has returns the existing version.
 """
 
 from __future__ import annotations
@@ -21,13 +22,14 @@ from registry.adapters import CONFIG_FILE, WEIGHTS_FILE
 from registry.adapters.base_manifest import BaseManifest
 from registry.adapters.compatibility import LoraModule, check_adapter
 from registry.adapters.config import LoraConfig, parse_adapter_config
+from registry.adapters.model_card import Lineage
 from registry.adapters.safetensors_header import SafetensorsHeader, parse_header
 from registry.db import queries
 from registry.db.models import BaseModel, Repository, Version, VersionParent
 from registry.errors import InvalidAdapter, InvalidInput
 from registry.principal import Principal
 from registry.refs import DEFAULT_TAG, Ref, RepoName, RepoRef, validate_name
-from registry.services import audit, repos, webhooks
+from registry.services import audit, cards, repos, search_index, webhooks
 from registry.services.bases import find_adapter_base, resolve_base
 from registry.services.blobs import FileEntry, check_files
 from registry.services.tags import set_tag
@@ -50,6 +52,7 @@ class PushRequest:
     update_latest: bool = True
     parents: list[str] | None = None  # "ns/name@sha256:…" refs; default: the repository's latest
     kind: str = "adapter"  # "adapter" (PEFT LoRA, checked against its base) or "model" (full weights)
+    lineage: Lineage | None = None  # a job's output: the job that made it (its card says so)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,7 @@ class PushResult:
     version: Version
     created: bool
     tags_moved: list[str]
+    warnings: list[str]  # what of its model card could not be read (README.md)
 
 
 def push_version(
@@ -117,15 +121,20 @@ def push_version(
         )
         session.flush()
         session.refresh(version)
+        card = cards.write_card(session, store, version, files, lineage=request.lineage, actor=principal.name)
         webhooks.emit(
             session,
             "version.pushed",
             {"repo": str(repo), "number": version.number, "digest": f"sha256:{digest}", "kind": request.kind},
             namespace=repo.namespace,
         )
+    else:
+        card = cards.card_of(session, version)
     if version.yanked_at is not None:
         tags = []  # the content was yanked: pushing it again must not bring it back under a tag
     moved = [t for t in dict.fromkeys(tags) if set_tag(session, repository, t, version, actor=principal.name)]
+    if created or moved:
+        search_index.refresh(session, repository)
     audit.record(
         session,
         principal,
@@ -134,7 +143,7 @@ def push_version(
         namespace=repo.namespace,
         detail={"number": version.number, "created": created, "tags_moved": moved},
     )
-    return PushResult(version=version, created=created, tags_moved=moved)
+    return PushResult(version=version, created=created, tags_moved=moved, warnings=card.warnings)
 
 
 def _check_adapter(

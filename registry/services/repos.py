@@ -10,9 +10,11 @@ from registry.db.models import VISIBILITIES, Repository
 from registry.errors import InvalidInput, NotFound
 from registry.principal import Principal
 from registry.refs import RepoName, validate_name
-from registry.services import audit
+from registry.services import audit, search_index
 from registry.services.bases import get_base
 from registry.services.pages import Page, check_limit, page_of
+
+MAX_DESCRIPTION = 1024
 
 
 def get_repository(
@@ -101,6 +103,29 @@ def set_visibility(session: Session, repo: RepoName, visibility: str, principal:
             namespace=repo.namespace,
             detail={"from": previous, "to": visibility},
         )
+    return repository
+
+
+def describe(session: Session, repo: RepoName, description: str | None, principal: Principal) -> Repository:
+    """Set a repository's one-line description (``None`` or "" clears it)."""
+    if description is not None and len(description) > MAX_DESCRIPTION:
+        raise InvalidInput(f"a description is at most {MAX_DESCRIPTION} characters, got {len(description)}")
+    if description and not description.isprintable():
+        raise InvalidInput("a description is one line of printable characters (no newlines or tabs)")
+    repository = get_repository(session, repo, principal, need="write", lock=True)
+    changed = repository.description != (description or None)
+    repository.description = description or None
+    session.flush()
+    if changed:
+        search_index.refresh(session, repository)
+    audit.record(
+        session,
+        principal,
+        "repo.describe",
+        target=str(repo),
+        namespace=repo.namespace,
+        detail={"changed": changed},
+    )
     return repository
 
 

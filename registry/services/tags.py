@@ -12,7 +12,7 @@ from registry.db.models import Repository, Tag, TagEvent, Version, utcnow
 from registry.errors import Conflict, NotFound, StaleExpectation
 from registry.principal import Principal
 from registry.refs import Ref, RepoName, validate_name
-from registry.services import audit, repos, webhooks
+from registry.services import audit, repos, search_index, webhooks
 from registry.services.versions import get_version
 
 
@@ -99,6 +99,8 @@ def move_tag(
     old = queries.get_tag(session, repository, name)
     old_digest = f"sha256:{old.version.digest}" if old is not None else None
     moved = set_tag(session, repository, name, version, expected=expected_version, actor=principal.name)
+    if moved:
+        search_index.refresh(session, repository)
     audit.record(
         session,
         principal,
@@ -117,6 +119,7 @@ def remove_tag(session: Session, repo: RepoName, name: str, *, principal: Princi
         raise NotFound(f"no tag {repo}:{name}")
     old_digest = f"sha256:{tag.version.digest}"
     retarget_tag(session, repository, tag, None, actor=principal.name)
+    search_index.refresh(session, repository)
     audit.record(
         session,
         principal,

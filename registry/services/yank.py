@@ -16,7 +16,7 @@ from registry.db import queries
 from registry.db.models import Repository, Version, as_utc, utcnow
 from registry.principal import Principal
 from registry.refs import DEFAULT_TAG, RepoRef
-from registry.services import audit, repos, webhooks
+from registry.services import audit, repos, search_index, webhooks
 from registry.services.tags import retarget_tag, set_tag
 from registry.services.versions import get_version
 
@@ -86,6 +86,7 @@ def _announce(
     reason: str | None,
 ) -> None:
     """Audit the (un)yank and tell the webhooks (``version.yanked`` / ``version.unyanked``)."""
+    search_index.refresh(session, repository)
     digest = f"sha256:{version.digest}"
     audit.record(
         session,

@@ -323,6 +323,18 @@ def _yanked(t: Teams) -> Call:
     return Call("POST", f"/api/v1/repos/{repo}/versions/%231/unyank")
 
 
+def _labelled(labels: str) -> Prepare:
+    """Deleting label ``team`` at ``labels`` (``{repo}``: a fresh alpha repository), set by the global
+    admin."""
+
+    def prepare(t: Teams) -> Call:
+        path = labels.format(repo=t.fresh_repo())
+        assert t.admin.put(path, json={"labels": {"team": "a"}}).status_code == 200
+        return Call("DELETE", f"{path}/team")
+
+    return prepare
+
+
 # (method, path) -> (rule, prepare, audited action). Every operation of the OpenAPI document is here.
 RULES: dict[tuple[str, str], tuple[Rule, Prepare, str | None]] = {
     ("GET", "/api/v1/health"): (anyone(200), _get("/api/v1/health"), None),
@@ -375,6 +387,11 @@ RULES: dict[tuple[str, str], tuple[Rule, Prepare, str | None]] = {
         _get("/api/v1/repos/{t.private}/versions/%231"),
         None,
     ),
+    ("GET", "/api/v1/repos/{namespace}/{name}/versions/{ref}/card"): (
+        read_alpha(200),
+        _get("/api/v1/repos/{t.private}/versions/%231/card"),
+        None,
+    ),
     ("POST", "/api/v1/repos/{namespace}/{name}/versions/{ref}/yank"): (
         needs("write", 200, of_alpha=True),
         _fresh("POST", "/api/v1/repos/{repo}/versions/%231/yank", {"reason": "test"}),
@@ -409,6 +426,63 @@ RULES: dict[tuple[str, str], tuple[Rule, Prepare, str | None]] = {
         read_alpha(200),
         _get("/api/v1/repos/{t.private}/tags/latest/watch", timeout=0),
         None,
+    ),
+    ("GET", "/api/v1/repos/{namespace}/{name}/labels"): (
+        read_alpha(200),
+        _get("/api/v1/repos/{t.private}/labels"),
+        None,
+    ),
+    ("PUT", "/api/v1/repos/{namespace}/{name}/labels"): (
+        needs("write", 200, of_alpha=True),
+        _fresh("PUT", "/api/v1/repos/{repo}/labels", {"labels": {"team": "a"}, "remove": ["owner"]}),
+        "label.set",
+    ),
+    ("DELETE", "/api/v1/repos/{namespace}/{name}/labels/{key}"): (
+        needs("write", 204, of_alpha=True),
+        _labelled("/api/v1/repos/{repo}/labels"),
+        "label.delete",
+    ),
+    ("GET", "/api/v1/repos/{namespace}/{name}/labels/history"): (
+        read_alpha(200),
+        _get("/api/v1/repos/{t.private}/labels/history"),
+        None,
+    ),
+    ("GET", "/api/v1/repos/{namespace}/{name}/versions/{ref}/labels"): (
+        read_alpha(200),
+        _get("/api/v1/repos/{t.private}/versions/%231/labels"),
+        None,
+    ),
+    ("PUT", "/api/v1/repos/{namespace}/{name}/versions/{ref}/labels"): (
+        needs("write", 200, of_alpha=True),
+        _fresh(
+            "PUT", "/api/v1/repos/{repo}/versions/%231/labels", {"labels": {"team": "a"}, "remove": ["owner"]}
+        ),
+        "label.set",
+    ),
+    ("DELETE", "/api/v1/repos/{namespace}/{name}/versions/{ref}/labels/{key}"): (
+        needs("write", 204, of_alpha=True),
+        _labelled("/api/v1/repos/{repo}/versions/%231/labels"),
+        "label.delete",
+    ),
+    ("GET", "/api/v1/repos/{namespace}/{name}/versions/{ref}/labels/history"): (
+        read_alpha(200),
+        _get("/api/v1/repos/{t.private}/versions/%231/labels/history"),
+        None,
+    ),
+    ("POST", "/api/v1/repos/{namespace}/{name}/versions/{ref}/evals"): (
+        needs("write", 200, of_alpha=True),
+        _fresh("POST", "/api/v1/repos/{repo}/versions/%231/evals", {"acc": 0.5}),
+        "eval.attach",
+    ),
+    ("GET", "/api/v1/repos/{namespace}/{name}/versions/{ref}/evals"): (
+        read_alpha(200),
+        _get("/api/v1/repos/{t.private}/versions/%231/evals"),
+        None,
+    ),
+    ("PUT", "/api/v1/repos/{namespace}/{name}/description"): (
+        needs("write", 200, of_alpha=True),
+        _fresh("PUT", "/api/v1/repos/{repo}/description", {"description": "an adapter"}),
+        "repo.describe",
     ),
     ("POST", "/api/v1/blobs/batch"): (
         needs("write", 200, of_alpha=False),
@@ -503,6 +577,7 @@ RULES: dict[tuple[str, str], tuple[Rule, Prepare, str | None]] = {
         None,
     ),
     ("GET", "/api/v1/audit"): (needs("admin", 200, of_alpha=False), _get("/api/v1/audit"), None),
+    ("GET", "/api/v1/search"): (any_caller(200), _get("/api/v1/search", q="adapter"), None),
     ("GET", "/hf/api/models/{namespace}/{name}"): (read_alpha(200), _get("/hf/api/models/{t.private}"), None),
     ("GET", "/hf/api/models/{namespace}/{name}/revision/{revision}"): (
         read_alpha(200),

@@ -245,6 +245,7 @@ def test_non_finite_numbers_in_free_form_fields_are_refused(server: LiveServer) 
     [
         "/api/v1/audit",
         "/api/v1/bases/{base}/adapters",
+        "/api/v1/repos/{repo}/labels/history",
     ],
 )
 def test_a_cursor_past_what_a_column_holds_is_a_400(

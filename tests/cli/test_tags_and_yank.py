@@ -20,16 +20,6 @@ from tests.cli.test_cli import LOREG, run, run_json
 from tests.conftest import LiveServer, TinyBase, start_server
 
 
-@pytest.fixture
-def two_versions(server: LiveServer, tiny_base: TinyBase, adapter_factory, repo: str) -> list[dict]:
-    """``repo`` with #1 and #2 (``latest`` on #2)."""
-    run(server, "base", "register", str(tiny_base.path), "--name", "tiny-llama")
-    return [
-        run_json(server, "push", str(adapter_factory(seed=seed)), repo, "--base", tiny_base.content_digest)
-        for seed in (1, 2)
-    ]
-
-
 def tag_numbers(server: LiveServer, repo: str) -> dict[str, tuple[int, bool]]:
     return {t["name"]: (t["number"], t["yanked"]) for t in run_json(server, "tags", repo)}
 

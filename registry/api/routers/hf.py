@@ -27,7 +27,7 @@ from registry.db.models import Version, VersionFile
 from registry.errors import Gone, InvalidInput, NotFound
 from registry.principal import Principal
 from registry.refs import DEFAULT_TAG, MIN_DIGEST_PREFIX, Ref, RepoName
-from registry.services import repos, versions
+from registry.services import cards, repos, versions
 
 router = APIRouter(tags=["huggingface"])
 SHA_LENGTH = 40
@@ -91,7 +91,9 @@ def _timestamp(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _model_info(version: Version, *, blobs: bool) -> dict[str, Any]:
+def _model_info(version: Version, card: dict[str, Any], *, blobs: bool) -> dict[str, Any]:
+    """What ``HfApi.model_info`` reads; ``card`` gives ``cardData``, ``tags``, ``library_name`` and
+    ``pipeline_tag`` (the version's model card, as the Hub derives them)."""
     repo_id = version.repository.full_name
     created = _timestamp(version.created_at)
     return {
@@ -103,8 +105,7 @@ def _model_info(version: Version, *, blobs: bool) -> dict[str, Any]:
         "disabled": False,
         "lastModified": created,
         "createdAt": created,
-        "tags": [],
-        "library_name": "peft",
+        **card,
         "siblings": [_sibling(f, blobs=blobs) for f in version.files],
     }
 
@@ -162,13 +163,14 @@ def model_info(
     revision: str = "main",
     blobs: bool = False,
 ) -> Response:
-    """``HfApi.model_info``: the version's ``sha`` and its files (``siblings``; with ``blobs``, as
-    ``files_metadata=True`` asks, each file's ``blobId`` and ``lfs`` sha256 and size)."""
+    """``HfApi.model_info``: the version's ``sha``, its model card (``cardData``, ``tags``) and its files
+    (``siblings``; with ``blobs``, as ``files_metadata=True`` asks, each file's ``blobId`` and ``lfs``
+    sha256 and size)."""
     try:
         version = _find(session, namespace, name, revision, principal)
     except HfError as exc:
         return exc.response(request)
-    return JSONResponse(_model_info(version, blobs=blobs))
+    return JSONResponse(_model_info(version, cards.hub_fields(session, version), blobs=blobs))
 
 
 @router.get("/api/models/{namespace}/{name}/tree/{revision}")

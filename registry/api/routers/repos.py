@@ -4,7 +4,7 @@ from fastapi import APIRouter, Request, Response, status
 
 from registry.api.deps import Caller, ReadSession, WriteSession
 from registry.api.pagination import Cursor, Limit, link_next
-from registry.api.schemas import RepoIn, RepoOut, VisibilityIn, repo_out
+from registry.api.schemas import DescriptionIn, RepoIn, RepoOut, VisibilityIn, repo_out
 from registry.refs import RepoName
 from registry.services import repos
 
@@ -55,6 +55,15 @@ def set_visibility(
     repository = repos.set_visibility(
         session, RepoName.parse(f"{namespace}/{name}"), body.visibility, principal
     )
+    return repo_out(repository, repos.version_counts(session, [repository]).get(repository.id, 0))
+
+
+@router.put("/{namespace}/{name}/description", name="repo.describe")
+def describe(
+    namespace: str, name: str, body: DescriptionIn, session: WriteSession, principal: Caller
+) -> RepoOut:
+    """Set the repository's one-line description, shown by ``ls`` (null or "" clears it)."""
+    repository = repos.describe(session, RepoName.parse(f"{namespace}/{name}"), body.description, principal)
     return repo_out(repository, repos.version_counts(session, [repository]).get(repository.id, 0))
 
 

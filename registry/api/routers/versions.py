@@ -87,6 +87,7 @@ def commit(
         versions.tags_of(session, result.version),
         created=result.created,
         tags_moved=result.tags_moved,
+        warnings=result.warnings,
     )
 
 

@@ -16,7 +16,10 @@ from registry.db.queries.blobs import (
     record_upload,
     visible_blobs,
 )
+from registry.db.queries.cards import add_card, card_of
+from registry.db.queries.evals import delete_metrics, metrics_of
 from registry.db.queries.jobs import find_reusable_job, get_job, list_jobs, unfinished_jobs
+from registry.db.queries.labels import label_history, labels_of
 from registry.db.queries.repos import (
     count_versions,
     delete_repository,
@@ -25,6 +28,7 @@ from registry.db.queries.repos import (
     list_repositories,
     readable,
 )
+from registry.db.queries.search import details, search, write_all_documents, write_document
 from registry.db.queries.tags import (
     get_tag,
     get_tag_with_version,
@@ -60,11 +64,15 @@ from registry.db.queries.webhooks import (
 )
 
 __all__ = [
+    "add_card",
     "add_files",
     "any_active_admin",
+    "card_of",
     "count_versions",
+    "delete_metrics",
     "delete_repository",
     "deliveries_of",
+    "details",
     "due_deliveries",
     "ensure_base",
     "ensure_base_sha",
@@ -84,6 +92,8 @@ __all__ = [
     "get_webhook",
     "insert_tag_if_absent",
     "known_blobs",
+    "label_history",
+    "labels_of",
     "list_audit_events",
     "list_bases",
     "list_jobs",
@@ -92,12 +102,14 @@ __all__ = [
     "list_tokens",
     "list_versions",
     "list_webhooks",
+    "metrics_of",
     "newest_unyanked_version",
     "next_version_number",
     "readable",
     "record_blob",
     "record_upload",
     "resolve_query",
+    "search",
     "tag_history",
     "tags_by_version",
     "tags_of_version",
@@ -107,4 +119,6 @@ __all__ = [
     "versions_on_base",
     "visible_blobs",
     "webhooks_for",
+    "write_all_documents",
+    "write_document",
 ]
