@@ -27,8 +27,8 @@ lint: $(BIN)/.dev
 typecheck: $(BIN)/.dev
 	$(BIN)/mypy
 
-test: lint typecheck  ## set up and run the whole test suite
-	$(BIN)/pytest
+test: lint typecheck  ## set up and run the whole test suite (two processes, each module in one)
+	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: $(BIN)/.dev
 	$(BIN)/python bench/transfer.py

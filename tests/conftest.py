@@ -36,26 +36,23 @@ from registry.api.app import create_app
 from registry.config import Settings
 from registry.db import migrate
 from tests.s3_servers import moto_s3, rclone_s3
-from tests.service_checks import POSTGRES_URL, postgres_reachable, require, reset_postgres
+from tests.service_checks import POSTGRES_URL, fresh_postgres_database, postgres_reachable, require
 
 __all__ = ["POSTGRES_URL", "moto_s3", "postgres_reachable", "rclone_s3", "require"]
 
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
-    """A migrated, empty database: a SQLite file, or the PostgreSQL ``test`` database reset."""
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A migrated, empty database shared by the session's servers: a SQLite file, or a PostgreSQL
+    database of this test process."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'lorareg.db'}"
-    else:
-        require(
-            "PostgreSQL at 127.0.0.1:5432",
-            postgres_reachable(),
-            "start it: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
-        )
-        reset_postgres()
-        url = POSTGRES_URL
-    migrate.upgrade(url)
-    return url
+        migrate.upgrade(url)
+        yield url
+        return
+    with fresh_postgres_database("lorareg_test") as url:
+        migrate.upgrade(url)
+        yield url
 
 
 @dataclass

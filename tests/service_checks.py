@@ -11,7 +11,18 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 IN_CI = os.environ.get("CI") == "true"
+# The server every PostgreSQL test database is made on (through its ``test`` database).
 POSTGRES_URL = os.environ.get("LOREG_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# Under ``pytest -n N`` each worker ("gw0", "gw1", …) gets databases of its own: names take its suffix,
+# Redis database numbers move down by REDIS_DATABASES_PER_WORKER per worker.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+REDIS_DATABASES_PER_WORKER = 3
+
+
+def redis_url(database: int) -> str:
+    """Redis database ``database`` (one of 11, 12, 13) of this test process."""
+    index = int(WORKER.removeprefix("gw") or 0)
+    return f"redis://127.0.0.1:6379/{database - REDIS_DATABASES_PER_WORKER * index}"
 
 
 def require(service: str, reachable: bool, how: str) -> None:
@@ -35,17 +46,11 @@ def postgres_reachable() -> bool:
         return False
 
 
-def reset_postgres() -> None:
-    engine = create_engine(POSTGRES_URL)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-
-
 @contextmanager
 def fresh_postgres_database(name: str) -> Iterator[str]:
-    """A new, empty PostgreSQL database of its own (dropped afterwards); yields its URL."""
+    """A new, empty PostgreSQL database of its own (dropped afterwards; ``name`` takes the xdist worker's
+    suffix); yields its URL."""
+    name = f"{name}_{WORKER}" if WORKER else name
     require(
         "PostgreSQL at 127.0.0.1:5432",
         postgres_reachable(),

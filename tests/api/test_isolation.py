@@ -34,7 +34,7 @@ from registry.services import tokens
 from tests.conftest import TinyBase, start_server
 from tests.helpers import every_page, file_entries, upload_directory
 from tests.jobs.conftest import redis_reachable
-from tests.service_checks import require
+from tests.service_checks import redis_url, require
 
 # name -> (scope, team): team "alpha" or "beta" limits the token to that namespace, None to none.
 TOKENS: dict[str, tuple[str, str | None]] = {
@@ -121,7 +121,7 @@ def teams(
         auth="required",
         # Jobs are queued on a broker no worker reads, so that they stay cancellable.
         executor="celery",
-        broker_url="redis://127.0.0.1:6379/12",  # not the jobs tests' (13): their worker reads that one
+        broker_url=redis_url(11),  # not the job tests' (12, 13): their workers read those
     )
     for url in start_server(settings):
         admin = httpx.Client(

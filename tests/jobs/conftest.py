@@ -17,7 +17,7 @@ from registry.db import migrate
 from registry.jobs.celery_app import make_celery
 from tests.conftest import LiveServer, TinyBase, start_server
 from tests.helpers import push, register_base
-from tests.service_checks import fresh_postgres_database, require
+from tests.service_checks import fresh_postgres_database, redis_url, require
 
 REDIS = "redis://127.0.0.1:6379"
 
@@ -34,7 +34,7 @@ def fresh_broker(database: int) -> str:
     require(
         "Redis at 127.0.0.1:6379", redis_reachable(), "start it: redis-server --daemonize yes --port 6379"
     )
-    url = f"{REDIS}/{database}"
+    url = redis_url(database)
     redis.Redis.from_url(url).flushdb()
     return url
 
