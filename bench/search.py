@@ -265,9 +265,7 @@ def plan_of(session: Session, principal: Principal, params: Params) -> list[str]
 
     event.listen(connection, "before_cursor_execute", grab)
     try:
-        searching.search(
-            session,
-            principal,
+        query = searching.SearchQuery(
             q=params.get("q"),
             namespace=params.get("namespace"),
             base=params.get("base"),
@@ -275,6 +273,7 @@ def plan_of(session: Session, principal: Principal, params: Params) -> list[str]
             metrics=params.get("metric", ()),
             sort=params.get("sort", "updated"),
         )
+        searching.search(session, principal, query)
     finally:
         event.remove(connection, "before_cursor_execute", grab)
     statement, parameters = next((s, p) for s, p in seen if "search_documents.updated_at" in s)

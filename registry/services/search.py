@@ -107,25 +107,28 @@ class _Request:
     limit: int
 
 
-def search(
-    session: Session,
-    principal: Principal,
-    *,
-    q: str | None = None,
-    namespace: str | None = None,
-    base: str | None = None,
-    license: str | None = None,
-    labels: Sequence[str] = (),
-    metrics: Sequence[str] = (),
-    sort: str = "updated",
-    limit: int = 20,
-    cursor: str | None = None,
-) -> Page[Hit]:
-    """One page of what ``principal`` may read that matches ``q`` and every filter, in ``sort`` order
-    (``updated``: the newest change first; ``name``; ``metric:NAME``: the highest first, only results whose
-    latest version has NAME). ``cursor`` continues a previous page. One statement (one more to count the
-    filters' rows, unless counted lately; one more for ``base``); :func:`search_lookup` on the API."""
-    request = _request(principal, q, namespace, base, license, labels, metrics, sort, limit, cursor)
+@dataclass(frozen=True)
+class SearchQuery:
+    """What a search asks for: the words of ``q`` and the filters, AND-ed (see :func:`search`)."""
+
+    q: str | None = None
+    namespace: str | None = None
+    base: str | None = None
+    license: str | None = None
+    labels: Sequence[str] = ()
+    metrics: Sequence[str] = ()
+    sort: str = "updated"
+    limit: int = 20
+    cursor: str | None = None
+
+
+def search(session: Session, principal: Principal, query: SearchQuery) -> Page[Hit]:
+    """One page of what ``principal`` may read that matches ``query.q`` and every filter, in ``query.sort``
+    order (``updated``: the newest change first; ``name``; ``metric:NAME``: the highest first, only results
+    whose latest version has NAME). ``query.cursor`` continues a previous page. One statement (one more to
+    count the filters' rows, unless counted lately; one more for ``base``); the API uses
+    :func:`search_lookup`."""
+    request = _request(principal, query)
     base_id = get_base(session, request.base).id if request.base is not None else None
     connection = session.connection()
     prepared = _prepare(connection.engine, request, base_id)
@@ -133,22 +136,9 @@ def search(
     return _page(request, connection.execute(*prepared.statement(counted)).all())
 
 
-async def search_lookup(
-    lookups: Lookups,
-    principal: Principal,
-    *,
-    q: str | None = None,
-    namespace: str | None = None,
-    base: str | None = None,
-    license: str | None = None,
-    labels: Sequence[str] = (),
-    metrics: Sequence[str] = (),
-    sort: str = "updated",
-    limit: int = 20,
-    cursor: str | None = None,
-) -> Page[Hit]:
+async def search_lookup(lookups: Lookups, principal: Principal, query: SearchQuery) -> Page[Hit]:
     """:func:`search` as lookups (see :mod:`registry.db.lookups`), on the event loop."""
-    request = _request(principal, q, namespace, base, license, labels, metrics, sort, limit, cursor)
+    request = _request(principal, query)
     base_id = None
     if (spec := request.base) is not None:
         base_id = await lookups.run(lambda connection: get_base(Session(connection), spec).id)
@@ -157,36 +147,25 @@ async def search_lookup(
     return _page(request, await lookups.rows(*prepared.statement(counted)))
 
 
-def _request(
-    principal: Principal,
-    q: str | None,
-    namespace: str | None,
-    base: str | None,
-    license: str | None,
-    labels: Sequence[str],
-    metrics: Sequence[str],
-    sort: str,
-    limit: int,
-    cursor: str | None,
-) -> _Request:
-    words = [word.lower() for word in WORD.findall(q or "")]
+def _request(principal: Principal, query: SearchQuery) -> _Request:
+    words = [word.lower() for word in WORD.findall(query.q or "")]
     if len(words) > MAX_WORDS:
         raise InvalidInput(f"q has {len(words)} words; search takes at most {MAX_WORDS}")
-    if len(labels) > MAX_FILTERS or len(metrics) > MAX_FILTERS:
+    if len(query.labels) > MAX_FILTERS or len(query.metrics) > MAX_FILTERS:
         raise InvalidInput(f"at most {MAX_FILTERS} label filters and {MAX_FILTERS} metric filters")
-    order = parse_sort(sort)
+    namespace, license, cursor = query.namespace, query.license, query.cursor
     arguments = {
         "readable_in": principal.readable_namespaces,
         "words": words,
         "namespace": validate_name(namespace, "namespace") if namespace is not None else None,
         "license": license.lower() if license is not None else None,
-        "labels": [parse_label(label) for label in labels],
-        "metrics": [parse_metric(metric) for metric in metrics],
-        "sort": order,
-        "after": _after(cursor, sort) if cursor is not None else None,
-        "limit": check_limit(limit) + 1,
+        "labels": [parse_label(label) for label in query.labels],
+        "metrics": [parse_metric(metric) for metric in query.metrics],
+        "sort": parse_sort(query.sort),
+        "after": _after(cursor, query.sort) if cursor is not None else None,
+        "limit": check_limit(query.limit) + 1,
     }
-    return _Request(arguments, base, sort, limit)
+    return _Request(arguments, query.base, query.sort, query.limit)
 
 
 def _prepare(engine: Engine, request: _Request, base_id: int | None) -> PreparedSearch:

@@ -28,7 +28,8 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 def found(db: Database, q: str) -> list[str]:
     with db.transaction(write=False) as session:
-        return [hit.repo for hit in search.search(session, REGISTRY, q=q, sort="name").items]
+        page = search.search(session, REGISTRY, search.SearchQuery(q=q, sort="name"))
+        return [hit.repo for hit in page.items]
 
 
 def test_the_migration_backfills_a_document_per_repository(empty_database: str) -> None:

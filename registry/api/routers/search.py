@@ -43,9 +43,7 @@ async def search(
     or ``metric:NAME`` (the highest first; only results with NAME). One page (``Link: rel="next"``), found by
     one statement, a lookup on the event loop (one more for ``base``; one more to count how many rows the
     filters select, unless counted lately)."""
-    page = await searching.search_lookup(
-        registry.lookups,
-        principal,
+    query = searching.SearchQuery(
         q=q,
         namespace=namespace,
         base=base,
@@ -56,6 +54,7 @@ async def search(
         limit=limit,
         cursor=cursor,
     )
+    page = await searching.search_lookup(registry.lookups, principal, query)
     response = Response(search_hits_json(page.items), media_type="application/json")
     link_next(request, response, page.next_cursor)
     return response
