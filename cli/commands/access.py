@@ -43,11 +43,12 @@ def describe(app: AppContext, repo_name: str, description: str) -> None:
 @click.command()
 @click.option("--namespace", help="Only this namespace's entries.")
 @click.option("--action", help="Only this action, e.g. tag.move, version.push, token.create.")
+@click.option("--actor", help="Only this token's entries (its name).")
 @click.option("-n", "--limit", default=50, show_default=True, type=click.IntRange(min=1), help="How many.")
 @pass_app
-def audit(app: AppContext, namespace: str | None, action: str | None, limit: int) -> None:
+def audit(app: AppContext, namespace: str | None, action: str | None, actor: str | None, limit: int) -> None:
     """The audit trail, newest first (admin; an admin limited to namespaces sees theirs)."""
-    params = {k: v for k, v in {"namespace": namespace, "action": action}.items() if v}
+    params = {k: v for k, v in {"namespace": namespace, "action": action, "actor": actor}.items() if v}
     found = app.client.list_all("/api/v1/audit", {**params, "limit": min(limit, 500)}, at_most=limit)
     app.emit(
         found,

@@ -57,17 +57,24 @@ def list_events(
     *,
     namespace: str | None = None,
     action: str | None = None,
+    actor: str | None = None,
     limit: int = 100,
     cursor: str | None = None,
 ) -> Page[AuditEvent]:
     """The trail, newest first: all of it for an unrestricted admin, a namespace admin's namespaces
-    otherwise (global entries, such as base registrations, only for the former)."""
+    otherwise (global entries, such as base registrations, only for the former); only ``namespace``'s,
+    ``action``'s and ``actor``'s (a token's name) entries when given."""
     principal.require("admin", namespace)
     namespaces = principal.namespaces
     if namespace is not None:
         namespaces = (namespace,)
     before = numeric_cursor(cursor) if cursor is not None else None
     found = queries.list_audit_events(
-        session, namespaces=namespaces, action=action, before=before, limit=check_limit(limit) + 1
+        session,
+        namespaces=namespaces,
+        action=action,
+        actor=actor,
+        before=before,
+        limit=check_limit(limit) + 1,
     )
     return page_of(found, limit, lambda event: str(event.id))

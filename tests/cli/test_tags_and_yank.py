@@ -218,6 +218,8 @@ def test_the_actor_is_the_token_everywhere_and_the_author_is_what_the_client_cla
     assert as_token(locked, secret, "tags", repo, "--history", "prod").stdout.endswith(f"by {name}\n")
     trail = run_json(server, "audit", "--namespace", namespace, "--action", "version.push")
     assert [e["actor"] for e in trail] == ["anonymous", name]
+    theirs = run_json(server, "audit", "--namespace", namespace, "--actor", name)
+    assert {e["actor"] for e in theirs} == {name} and "version.push" in {e["action"] for e in theirs}
     server.http.delete(f"/api/v1/tokens/{made.json()['id']}").raise_for_status()
 
 

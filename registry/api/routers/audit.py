@@ -18,13 +18,15 @@ def list_audit_events(
     principal: Caller,
     namespace: str | None = None,
     action: str | None = None,
+    actor: str | None = None,
     limit: Limit = 100,
     cursor: Cursor = None,
 ) -> list[AuditEventOut]:
     """Every mutating call, newest first: actor (the token), action, target, result. Admins; an admin
-    limited to namespaces sees those namespaces' entries."""
+    limited to namespaces sees those namespaces' entries. Filters: ``namespace``, ``action``, ``actor`` (a
+    token's name)."""
     page = audit.list_events(
-        session, principal, namespace=namespace, action=action, limit=limit, cursor=cursor
+        session, principal, namespace=namespace, action=action, actor=actor, limit=limit, cursor=cursor
     )
     link_next(request, response, page.next_cursor)
     return [audit_event_out(e) for e in page.items]
