@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint typecheck bench
+.PHONY: serve test lint typecheck bench screenshots
 
 $(BIN)/.server: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,3 +32,6 @@ test: lint typecheck  ## set up and run the whole test suite (two processes, eac
 
 bench: $(BIN)/.dev
 	$(BIN)/python bench/transfer.py
+
+screenshots: $(BIN)/.dev  ## the web UI's pages, light and dark, into docs/ui/ (needs /usr/bin/chromium)
+	$(BIN)/python docs/screenshots.py

@@ -20,6 +20,12 @@ _REF_SEPARATORS = "/:@#"
 RELATIVE_FORMS = "expected a tag, sha256:<hex> or @<hex> (12+ hex characters), or #<number>"
 FULL_FORMS = "ns/name, ns/name:tag, ns/name@sha256:<hex>, ns/name@<12+ hex> or ns/name#<number>"
 
+# Namespaces no new repository may have: the web UI's own pages live at these paths (``/jobs``, …).
+RESERVED_NAMESPACES = frozenset(
+    {"api", "hf", "bases", "jobs", "audit", "login", "logout", "static", "docs", "redoc", "metrics"}
+    | {"health", "healthz", "readyz", "search", "settings"}
+)
+
 
 def validate_name(value: str, what: str) -> str:
     """Return ``value`` if it is a valid namespace, repository or tag name, else raise."""
@@ -88,6 +94,12 @@ class Ref:
         if any(c in value for c in _REF_SEPARATORS):
             raise InvalidInput(f"invalid ref {_shown(value)!r}: {RELATIVE_FORMS} within the repository")
         return cls("tag", validate_name(value, "tag"))
+
+    @classmethod
+    def parse_short(cls, value: str) -> Ref:
+        """A ref as the web pages' URLs and forms write it: a bare number is a version number (``3`` is
+        ``#3``); anything else as :meth:`parse` takes it."""
+        return cls.parse(f"#{value}" if value.isdigit() else value)
 
     @classmethod
     def parse_in(cls, value: str, repo: RepoName) -> Ref:

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
+
 from registry.config import Settings
 from registry.db import migrate
 from tests.conftest import start_server
@@ -38,7 +40,22 @@ def test_quickstart_runs_as_written(tmp_path: Path) -> None:
     work.mkdir()
     for server_url in start_server(Settings(home=home, database_url=url)):
         _run_quickstart(server_url, work)
+        _check_the_web_ui(server_url)
     assert (work / "pulled" / "adapter_model.safetensors").is_file()
+
+
+def _check_the_web_ui(server_url: str) -> None:
+    """What the README says opening http://127.0.0.1:8000/ after the quickstart shows: the pushed adapter
+    with its card, versions and lineage (the merge's parents in both repositories), and a compare page
+    with the quickstart's diff."""
+    with httpx.Client(base_url=server_url, timeout=30) as http:
+        assert "acme/tiny-bot" in http.get("/").text
+        repository = http.get("/acme/tiny-bot").text
+        assert 'data-testid="card"' in repository and 'data-version="1"' in repository
+        blend = http.get("/acme/tiny-blend").text
+        assert 'class="lineage"' in blend and "acme/tiny-bot#1" in blend and "acme/tiny-bot-2#1" in blend
+        compare = http.get("/acme/tiny-bot/compare/v1...acme/tiny-bot-2:v1")
+        assert compare.status_code == 200 and 'data-testid="heatmap"' in compare.text, compare.text[-2000:]
 
 
 def _run_quickstart(server_url: str, work: Path) -> None:

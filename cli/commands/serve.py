@@ -31,7 +31,7 @@ def serve(app: AppContext, host: str | None, port: int | None, workers: int) -> 
     migrate.upgrade(settings.resolved_database_url)  # under a lock: replicas may start at once
     with shared_metrics(workers):  # several workers: one PROMETHEUS_MULTIPROC_DIR for this run
         uvicorn.run(
-            "registry.api.app:create_app",
+            "registry.api.app:serving_app",
             factory=True,
             host=host,
             port=port or settings.port,

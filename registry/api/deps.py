@@ -114,12 +114,13 @@ async def caller(request: Request) -> Principal:
         principal = await tokens.authenticate(registry.lookups, header)
         if principal.stale_last_use:
             async with registry.session_slots:
-                await anyio.to_thread.run_sync(_record_use, registry.db, principal)
+                await anyio.to_thread.run_sync(record_use, registry.db, principal)
     request.state.principal = principal
     return principal
 
 
-def _record_use(db: Database, principal: Principal) -> None:
+def record_use(db: Database, principal: Principal) -> None:
+    """Write the token's last-used time, in a transaction of its own."""
     with db.transaction(write=True) as session:
         tokens.record_use(session, principal)
 

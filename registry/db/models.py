@@ -429,6 +429,18 @@ class SearchDocument(Base):
     text: Mapped[str] = mapped_column(Text)
 
 
+class WebSession(Base):
+    """A browser's login to the web UI: the cookie holds a random secret, of which only the sha256 is kept
+    here, tied to the token it was opened with (revoking the token ends it; logging out deletes it)."""
+
+    __tablename__ = "web_sessions"
+
+    secret_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
 # The full-text index of search_documents, which no model describes: on SQLite an FTS5 table (with its
 # shadow tables, named after it); on PostgreSQL a generated tsvector column and its GIN index.
 SEARCH_FTS_TABLE = "search_documents_fts"

@@ -9,7 +9,7 @@ from registry.db import queries
 from registry.db.models import VISIBILITIES, Repository
 from registry.errors import InvalidInput, NotFound
 from registry.principal import Principal
-from registry.refs import RepoName, validate_name
+from registry.refs import RESERVED_NAMESPACES, RepoName, validate_name
 from registry.services import audit, search_index
 from registry.services.bases import get_base
 from registry.services.pages import Page, check_limit, page_of
@@ -46,6 +46,13 @@ def is_public(session: Session, repo: RepoName) -> bool:
 def create_repository(session: Session, repo: RepoName, principal: Principal) -> Repository:
     """The repository, created (private) if it does not exist yet, locked for the transaction."""
     principal.require("write", repo.namespace)
+    if (
+        repo.namespace in RESERVED_NAMESPACES
+        and queries.get_repository(session, repo.namespace, repo.name) is None
+    ):
+        raise InvalidInput(
+            f"namespace {repo.namespace!r} is reserved (the web UI's /{repo.namespace} pages): choose another"
+        )
     repository, created = queries.ensure_repository(session, repo.namespace, repo.name)
     if created:
         audit.record(session, principal, "repo.create", target=str(repo), namespace=repo.namespace)

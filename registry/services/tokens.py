@@ -9,6 +9,7 @@ import hashlib
 import secrets
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -85,7 +86,12 @@ async def authenticate(lookups: Lookups, authorization: str | None) -> Principal
     if kind.lower() != "bearer" or not secret.startswith(SECRET_PREFIX):
         raise Unauthorized(f"malformed Authorization header: expected 'Bearer {SECRET_PREFIX}…'")
     rows = await lookups.rows(*queries.token_query(hash_secret(secret)))
-    token = rows[0] if rows else None
+    return principal_of(rows[0] if rows else None)
+
+
+def principal_of(token: Any) -> Principal:
+    """The principal of a token's row as ``token_query`` reads it (None: no such token); raise
+    :class:`Unauthorized` if it is revoked or expired."""
     now = utcnow()
     if token is None:
         raise Unauthorized("unknown token; check LOREG_TOKEN or create a new one")

@@ -12,18 +12,21 @@ from sqlalchemy.orm import Session
 
 from registry.db.models import Token
 
+# What authentication reads of a token (see ``registry.services.tokens.principal_of``).
+AUTHENTICATION_COLUMNS = (
+    Token.id,
+    Token.name,
+    Token.scope,
+    Token.namespaces,
+    Token.expires_at,
+    Token.last_used_at,
+    Token.revoked_at,
+)
+
 
 @functools.cache
 def _token_statement() -> Select[Any]:
-    return select(
-        Token.id,
-        Token.name,
-        Token.scope,
-        Token.namespaces,
-        Token.expires_at,
-        Token.last_used_at,
-        Token.revoked_at,
-    ).where(Token.secret_hash == bindparam("secret_hash"))
+    return select(*AUTHENTICATION_COLUMNS).where(Token.secret_hash == bindparam("secret_hash"))
 
 
 def token_query(secret_hash: str) -> tuple[Select[Any], dict[str, Any]]:
