@@ -16,6 +16,7 @@ from cli.client import ApiError
 from cli.commands import (
     access,
     base,
+    deploy,
     doctor,
     imports,
     inspect,
@@ -87,6 +88,7 @@ def cli(ctx: click.Context, url: str | None, token: str | None, as_json: bool) -
 for _module in (
     serve,
     base,
+    deploy,
     push,
     imports,
     pull,

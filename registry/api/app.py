@@ -19,6 +19,7 @@ from registry.api.routers import (
     bases,
     blobs,
     cards,
+    deployments,
     evals,
     health,
     hf,
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.router,
         audit.router,
         search.router,
+        deployments.router,
     ):
         app.include_router(router, prefix="/api/v1")
     app.include_router(hf.router, prefix="/hf")

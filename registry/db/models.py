@@ -441,6 +441,75 @@ class WebSession(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
+class Deployment(Base):
+    """``namespace/name``: the adapters a pool of inference servers should serve on one base, as named
+    entries whose every change (and every move of a tag an entry follows) makes a generation.
+    ``current_generation`` is the number of the applied generation replicas converge to."""
+
+    __tablename__ = "deployments"
+    __table_args__ = (UniqueConstraint("namespace", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(96))
+    name: Mapped[str] = mapped_column(String(96))
+    base_id: Mapped[int] = mapped_column(ForeignKey("base_models.id"), index=True)
+    current_generation: Mapped[int] = mapped_column(Integer)
+    latest_generation: Mapped[int] = mapped_column(Integer)  # refused ones included
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    base: Mapped[BaseModel] = relationship(lazy="joined", innerjoin=True)
+    entries: Mapped[list[DeploymentEntry]] = relationship(
+        order_by="DeploymentEntry.id", lazy="selectin", cascade="all, delete-orphan"
+    )
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+class DeploymentEntry(Base):
+    """One adapter of a deployment, loaded under ``name`` in the engine: ``ref`` as given; a ``tag`` ref
+    follows the tag, a ``digest`` (stored whole) or ``number`` ref is pinned."""
+
+    __tablename__ = "deployment_entries"
+    __table_args__ = (
+        UniqueConstraint("deployment_id", "name"),
+        CheckConstraint("ref_kind IN ('tag', 'digest', 'number')", name="ref_kind_known"),
+        Index("ix_deployment_entries_repo_ref_value", "repo", "ref_value"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(256))
+    ref: Mapped[str] = mapped_column(String(512))
+    repo: Mapped[str] = mapped_column(String(193))
+    ref_kind: Mapped[str] = mapped_column(String(16))
+    ref_value: Mapped[str] = mapped_column(String(96))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeploymentGeneration(Base):
+    """One state of a deployment: every entry resolved (``[{name, repo, ref, digest, number}]``), why it
+    was made, and whether it was ``applied`` or ``refused`` (with ``reason``)."""
+
+    __tablename__ = "deployment_generations"
+    __table_args__ = (
+        UniqueConstraint("deployment_id", "number"),
+        CheckConstraint("status IN ('applied', 'refused')", name="status_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    cause: Mapped[str] = mapped_column(String(512))  # "create", "add NAME", "rm NAME", "tag REPO:TAG"
+    state: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    actor: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 # The full-text index of search_documents, which no model describes: on SQLite an FTS5 table (with its
 # shadow tables, named after it); on PostgreSQL a generated tsvector column and its GIN index.
 SEARCH_FTS_TABLE = "search_documents_fts"

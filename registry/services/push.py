@@ -29,7 +29,7 @@ from registry.db.models import BaseModel, Repository, Version, VersionParent
 from registry.errors import InvalidAdapter, InvalidInput
 from registry.principal import Principal
 from registry.refs import DEFAULT_TAG, Ref, RepoName, RepoRef, validate_name
-from registry.services import audit, cards, repos, search_index, webhooks
+from registry.services import audit, cards, deployments, repos, search_index, webhooks
 from registry.services.bases import find_adapter_base, resolve_base
 from registry.services.blobs import FileEntry, check_files
 from registry.services.tags import set_tag
@@ -135,6 +135,8 @@ def push_version(
     moved = [t for t in dict.fromkeys(tags) if set_tag(session, repository, t, version, actor=principal.name)]
     if created or moved:
         search_index.refresh(session, repository)
+    for moved_tag in moved:
+        deployments.follow_tag(session, repository, moved_tag, principal)
     audit.record(
         session,
         principal,

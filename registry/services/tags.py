@@ -12,7 +12,7 @@ from registry.db.models import Repository, Tag, TagEvent, Version, utcnow
 from registry.errors import Conflict, NotFound, StaleExpectation
 from registry.principal import Principal
 from registry.refs import Ref, RepoName, validate_name
-from registry.services import audit, repos, search_index, webhooks
+from registry.services import audit, deployments, repos, search_index, webhooks
 from registry.services.versions import get_version
 
 
@@ -101,6 +101,7 @@ def move_tag(
     moved = set_tag(session, repository, name, version, expected=expected_version, actor=principal.name)
     if moved:
         search_index.refresh(session, repository)
+        deployments.follow_tag(session, repository, name, principal)
     audit.record(
         session,
         principal,
@@ -120,6 +121,7 @@ def remove_tag(session: Session, repo: RepoName, name: str, *, principal: Princi
     old_digest = f"sha256:{tag.version.digest}"
     retarget_tag(session, repository, tag, None, actor=principal.name)
     search_index.refresh(session, repository)
+    deployments.follow_tag(session, repository, name, principal)
     audit.record(
         session,
         principal,

@@ -25,7 +25,14 @@ from registry.refs import validate_name
 from registry.services import audit
 from registry.webhooks.targets import check_target
 
-EVENTS = ("version.pushed", "tag.moved", "version.yanked", "version.unyanked", "job.finished")
+EVENTS = (
+    "version.pushed",
+    "tag.moved",
+    "version.yanked",
+    "version.unyanked",
+    "job.finished",
+    "deployment.changed",
+)
 
 
 def create_webhook(

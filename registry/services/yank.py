@@ -16,7 +16,7 @@ from registry.db import queries
 from registry.db.models import Repository, Version, as_utc, utcnow
 from registry.principal import Principal
 from registry.refs import DEFAULT_TAG, RepoRef
-from registry.services import audit, repos, search_index, webhooks
+from registry.services import audit, deployments, repos, search_index, webhooks
 from registry.services.tags import retarget_tag, set_tag
 from registry.services.versions import get_version
 
@@ -85,8 +85,11 @@ def _announce(
     *,
     reason: str | None,
 ) -> None:
-    """Audit the (un)yank and tell the webhooks (``version.yanked`` / ``version.unyanked``)."""
+    """Audit the (un)yank, tell the webhooks (``version.yanked`` / ``version.unyanked``) and the
+    deployments following the tags it moved."""
     search_index.refresh(session, repository)
+    for move in moved:
+        deployments.follow_tag(session, repository, move.tag, principal)
     digest = f"sha256:{version.digest}"
     audit.record(
         session,

@@ -335,8 +335,54 @@ def _labelled(labels: str) -> Prepare:
     return prepare
 
 
+def _deployment(t: Teams, *, adapter: bool = False) -> str:
+    """A new alpha deployment on tiny-llama (serving alpha's private adapter as ``bot`` with ``adapter``),
+    made by the global admin."""
+    name = f"d{uuid.uuid4().hex[:8]}"
+    made = t.admin.post(
+        "/api/v1/deployments", json={"namespace": t.alpha, "name": name, "base": "tiny-llama"}
+    )
+    assert made.status_code == 201, made.text
+    if adapter:
+        added = t.admin.post(
+            f"/api/v1/deployments/{t.alpha}/{name}/adapters", json={"ref": t.private, "as": "bot"}
+        )
+        assert added.status_code == 201, added.text
+    return f"{t.alpha}/{name}"
+
+
 # (method, path) -> (rule, prepare, audited action). Every operation of the OpenAPI document is here.
 RULES: dict[tuple[str, str], tuple[Rule, Prepare, str | None]] = {
+    ("GET", "/api/v1/deployments"): (any_caller(200), _get("/api/v1/deployments"), None),
+    ("POST", "/api/v1/deployments"): (
+        needs("write", 201, of_alpha=True),
+        lambda t: Call(
+            "POST",
+            "/api/v1/deployments",
+            json={"namespace": t.alpha, "name": f"d{uuid.uuid4().hex[:8]}", "base": "tiny-llama"},
+        ),
+        "deployment.create",
+    ),
+    ("GET", "/api/v1/deployments/{namespace}/{name}"): (
+        read_alpha(200),
+        lambda t: Call("GET", f"/api/v1/deployments/{_deployment(t)}"),
+        None,
+    ),
+    ("POST", "/api/v1/deployments/{namespace}/{name}/adapters"): (
+        needs("write", 201, of_alpha=True),
+        lambda t: Call("POST", f"/api/v1/deployments/{_deployment(t)}/adapters", json={"ref": t.private}),
+        "deployment.add",
+    ),
+    ("DELETE", "/api/v1/deployments/{namespace}/{name}/adapters/{alias}"): (
+        needs("write", 200, of_alpha=True),
+        lambda t: Call("DELETE", f"/api/v1/deployments/{_deployment(t, adapter=True)}/adapters/bot"),
+        "deployment.remove",
+    ),
+    ("GET", "/api/v1/deployments/{namespace}/{name}/watch"): (
+        read_alpha(200),
+        lambda t: Call("GET", f"/api/v1/deployments/{_deployment(t)}/watch", params={"timeout": 0}),
+        None,
+    ),
     ("GET", "/api/v1/health"): (anyone(200), _get("/api/v1/health"), None),
     ("GET", "/health"): (anyone(200), _get("/health"), None),
     ("GET", "/healthz"): (anyone(200), _get("/healthz"), None),

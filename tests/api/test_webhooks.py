@@ -59,6 +59,7 @@ def test_events_are_signed_retried_and_logged(
         "version.yanked",
         "version.unyanked",
         "job.finished",
+        "deployment.changed",
     ]
     register_base(server.http, tiny_base.path)
     assert push(server.http, repo, adapter_factory(seed=81), base=tiny_base.content_digest).status_code == 201
