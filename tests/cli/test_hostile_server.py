@@ -308,18 +308,21 @@ def test_resolver_materializes_a_good_version(hostile: Hostile, tmp_path: Path) 
 @pytest.mark.parametrize("bad", HOSTILE_PATHS)
 def test_resolver_refuses_a_hostile_path(hostile: Hostile, tmp_path: Path, bad: str) -> None:
     before = tree(tmp_path)
-    plugin = resolver(hostile, tmp_path)
+    plugin, name = resolver(hostile, tmp_path), f"{hostile.hostile[bad]['repo']}:prod"
     with pytest.raises(InvalidInput) as refused:
-        asyncio.run(plugin.resolve_lora("tiny-llama", f"{hostile.hostile[bad]['repo']}:prod"))
+        plugin.fetch("tiny-llama", name)
     assert f"invalid file path {bad!r}" in refused.value.message
+    assert asyncio.run(plugin.resolve_lora("tiny-llama", name)) is None  # vLLM gets None, not the error
     assert tree(tmp_path) == before and hostile.registry.blob_requests() == []
 
 
 @pytest.mark.usefixtures("vllm_stand_in")
 def test_resolver_refuses_bytes_that_do_not_match_their_digest(hostile: Hostile, tmp_path: Path) -> None:
+    plugin = resolver(hostile, tmp_path)
     with pytest.raises(ApiError) as refused:
-        asyncio.run(resolver(hostile, tmp_path).resolve_lora("tiny-llama", "evil/mismatch:prod"))
+        plugin.fetch("tiny-llama", "evil/mismatch:prod")
     assert refused.value.code == "digest_mismatch"
+    assert asyncio.run(plugin.resolve_lora("tiny-llama", "evil/mismatch:prod")) is None
     versions = tmp_path / "cache" / "versions"
     assert not versions.exists() or list(versions.iterdir()) == []  # no version, no staging left
     cache_holds_only_verified_blobs(tmp_path / "cache")
