@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
-import anyio
-import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
 from registry.api.deps import Caller, ReadSession, RegistryDep, WriteSession
-from registry.api.routers.tags import WATCH_MAX_TIMEOUT, WATCH_POLL_SECONDS
 from registry.api.schemas_deployments import (
     AdapterIn,
     DeploymentIn,
@@ -21,6 +16,7 @@ from registry.api.schemas_deployments import (
     deployment_summary,
     generation_out,
 )
+from registry.api.watch import WATCH_MAX_TIMEOUT, long_poll
 from registry.db.models import Deployment
 from registry.services import deployments
 
@@ -103,12 +99,4 @@ async def watch_deployment(
             found = deployments.changed_deployment(session, namespace, name, since, principal)
             return _shown(session, found) if found is not None else None
 
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = await anyio.to_thread.run_sync(check)
-        if answer is not None:
-            return answer
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or await request.is_disconnected():
-            return Response(status_code=status.HTTP_304_NOT_MODIFIED)
-        await anyio.sleep(min(WATCH_POLL_SECONDS, remaining))
+    return await long_poll(request, check, timeout)

@@ -1,21 +1,16 @@
 from __future__ import annotations
 
-import time
 from typing import Literal
 
-import anyio
-import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response, status
 
 from registry.api.deps import Caller, ReadSession, RegistryDep, WriteSession
 from registry.api.schemas import TagEventOut, TagMoveIn, TagOut, tag_event_out, tag_out
+from registry.api.watch import WATCH_MAX_TIMEOUT, long_poll
 from registry.refs import Ref, RepoName
 from registry.services import tags
 
 router = APIRouter(prefix="/repos/{namespace}/{name}/tags", tags=["tags"])
-
-WATCH_POLL_SECONDS = 0.25
-WATCH_MAX_TIMEOUT = 60.0
 
 
 @router.get("")
@@ -97,12 +92,4 @@ async def watch_tag(
             found = tags.changed_tag(session, repo, tag, since, principal)
             return tag_out(found) if found is not None else None
 
-    deadline = time.monotonic() + timeout
-    while True:
-        answer = await anyio.to_thread.run_sync(check)
-        if answer is not None:
-            return answer
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or await request.is_disconnected():
-            return Response(status_code=status.HTTP_304_NOT_MODIFIED)
-        await anyio.sleep(min(WATCH_POLL_SECONDS, remaining))
+    return await long_poll(request, check, timeout)
