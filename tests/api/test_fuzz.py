@@ -25,7 +25,7 @@ from registry.db import migrate
 from tests.conftest import LiveServer, start_server
 from tests.service_checks import fresh_postgres_database
 
-EXAMPLES = 5  # per operation and generation mode: about 30 s per database on 2 cores
+EXAMPLES = 2  # per operation and generation mode (explicit examples too): about 15 s per database on 2 cores
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
