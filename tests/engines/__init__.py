@@ -16,12 +16,13 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
 import uvicorn
+from fastapi import FastAPI, Request, Response
 
 EngineKind = Literal["vllm", "sglang"]
 
@@ -67,6 +68,15 @@ class EngineState:
         """The status of the next injected error, if one is pending (consumed)."""
         with self._lock:
             return self._failures.pop(0) if self._failures else None
+
+    def inject_failures(self, app: FastAPI, answer: Callable[[int], Response]) -> None:
+        """Make ``app`` answer each pending injected error, whatever the route, with ``answer(status)``:
+        the engine's own error body."""
+
+        @app.middleware("http")
+        async def failing(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+            status = self.take_failure()
+            return answer(status) if status is not None else await call_next(request)
 
 
 class RunningEngine:

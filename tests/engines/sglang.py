@@ -40,13 +40,11 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     from tests.engines import EngineState
 
 CONTEXT_LEN = 2048
@@ -115,16 +113,12 @@ def create_app(state: EngineState) -> FastAPI:
     """The SGLang stand-in app over ``state``."""
     app = FastAPI()
 
-    @app.middleware("http")
-    async def inject_failures(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        status = state.take_failure()
-        if status is None:
-            return await call_next(request)
-        return error(
+    state.inject_failures(
+        app,
+        lambda status: error(
             "injected engine failure", "InternalServerError" if status >= 500 else "BadRequest", status
-        )
+        ),
+    )
 
     @app.get("/health")
     async def health() -> Response:

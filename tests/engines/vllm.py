@@ -44,8 +44,6 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     from tests.engines import EngineState
 
 MAX_MODEL_LEN = 2048
@@ -149,15 +147,14 @@ def create_app(state: EngineState) -> FastAPI:
     """The vLLM stand-in app over ``state``."""
     app = FastAPI()
 
-    @app.middleware("http")
-    async def inject_failures(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        status = state.take_failure()
-        if status is None:
-            return await call_next(request)
-        err_type = "InternalServerError" if status >= 500 else "BadRequestError"
-        return error("injected engine failure", err_type, HTTPStatus(status))
+    state.inject_failures(
+        app,
+        lambda status: error(
+            "injected engine failure",
+            "InternalServerError" if status >= 500 else "BadRequestError",
+            HTTPStatus(status),
+        ),
+    )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
