@@ -12,7 +12,8 @@ with 1 and 16 concurrent keep-alive connections (asyncio, bare HTTP/1.1) with ty
 a label, a base, a metric sort, and all of them combined — each kind with random parameters, alternating
 with the same server's ``/api/v1/health`` (no database), the median run of ``--rounds`` counting.
 Targets: every search's p99 < 50 ms at 1 client, and within 3× of health at 16 clients (health's
-throughput ÷ the search's).
+throughput ÷ the search's). ``hits`` is the share of the searches the server's answer cache answered (from
+its /metrics); ``--no-cache`` (LOREG_SEARCH_CACHE_ENTRIES=0) measures every search found afresh.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import contextlib
 import hashlib
 import os
 import random
+import re
 import sys
 import tempfile
 import time
@@ -34,6 +36,7 @@ from urllib.parse import urlencode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' helpers, dev-only
 
+import httpx
 from sqlalchemy import Table, event, insert, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
@@ -300,6 +303,13 @@ def explain(url: str) -> None:
         db.dispose()
 
 
+def cache_lookups(url: str) -> dict[str, float]:
+    """The server's search cache lookups so far, by result (hit, miss)."""
+    scraped = httpx.get(f"{url}/metrics").text
+    found = re.findall(r'^lorareg_search_cache_lookups_total\{result="(\w+)"\} (\S+)$', scraped, re.MULTILINE)
+    return {result: float(value) for result, value in found}
+
+
 def median_run(runs: list[Result]) -> Result:
     return sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
 
@@ -308,7 +318,8 @@ def measure(url: str, requests: int, time_limit: float, rounds: int, headers: di
     """Print one table: each kind of search at each level next to health; whether the targets hold."""
     print(
         f"{'search':<18} {'clients':>7} {'p50 ms':>7} {'p99 ms':>7} {'req/s':>7} {'health p50':>10} "
-        f"{'health p99':>10} {'health req/s':>12} {'x health':>8} {'p99 x':>6} {'errors':>6}  target"
+        f"{'health p99':>10} {'health req/s':>12} {'x health':>8} {'p99 x':>6} {'hits':>5} {'errors':>6}"
+        "  target"
     )
     rng = random.Random(1)
     for make in QUERIES.values():  # warm the server's caches and pools
@@ -317,10 +328,13 @@ def measure(url: str, requests: int, time_limit: float, rounds: int, headers: di
     for level in LEVELS:
         for kind, make in QUERIES.items():
             healths, searches = [], []
+            looked_up = cache_lookups(url)
             for _ in range(rounds):
                 healths.append(asyncio.run(drive(url, ["/api/v1/health"] * requests, level, time_limit)))
                 paths = [path(make(rng)) for _ in range(requests)]
                 searches.append(asyncio.run(drive(url, paths, level, time_limit, headers)))
+            after = cache_lookups(url)
+            hits, misses = (after.get(r, 0) - looked_up.get(r, 0) for r in ("hit", "miss"))
             health, found = median_run(healths), median_run(searches)
             ratio = health.rate / found.rate
             p99 = found.percentile_ms(99)
@@ -331,7 +345,8 @@ def measure(url: str, requests: int, time_limit: float, rounds: int, headers: di
             print(
                 f"{kind:<18} {level:>7} {found.percentile_ms(50):>7.1f} {p99:>7.1f} {found.rate:>7.0f} "
                 f"{health.percentile_ms(50):>10.1f} {health.percentile_ms(99):>10.1f} {health.rate:>12.0f} "
-                f"{ratio:>7.2f}x {p99 / health.percentile_ms(99):>5.1f}x {errors:>6}  {target}"
+                f"{ratio:>7.2f}x {p99 / health.percentile_ms(99):>5.1f}x "
+                f"{hits / max(hits + misses, 1):>5.0%} {errors:>6}  {target}"
             )
     return ok
 
@@ -391,6 +406,9 @@ def main() -> None:
         "--auth", action="store_true", help="LOREG_AUTH=required: searches send a token of five namespaces"
     )
     parser.add_argument("--explain", action="store_true", help="print each kind of search's query plan")
+    parser.add_argument(
+        "--no-cache", action="store_true", help="LOREG_SEARCH_CACHE_ENTRIES=0: no answer cache"
+    )
     args = parser.parse_args()
     print(
         f"lorareg search benchmark: {args.repos} repositories x {VERSIONS} versions, {args.requests} "
@@ -411,6 +429,8 @@ def main() -> None:
                 if args.explain:
                     explain(url)
                 settings, headers = {"LOREG_DATABASE_URL": url}, {}
+                if args.no_cache:
+                    settings["LOREG_SEARCH_CACHE_ENTRIES"] = "0"
                 if args.auth:
                     settings["LOREG_AUTH"] = "required"
                     headers["Authorization"] = f"Bearer {reader_token(url)}"

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     )
     presign_uploads: bool = Field(default=True, description="Hand clients presigned PUT URLs for uploads.")
     presign_expiry: int = Field(default=900, description="Lifetime of presigned URLs, in seconds.")
+    search_cache_entries: int = Field(
+        default=4096, description="Search answers each API process keeps until a change they see (0: none)."
+    )
 
     # Authentication.
     auth: Literal["off", "required"] = Field(

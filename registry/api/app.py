@@ -39,10 +39,11 @@ from registry.config import Settings
 from registry.db.lookups import Lookups
 from registry.db.session import MAX_CONNECTIONS
 from registry.jobs.executors import make_executor
-from registry.metrics.instruments import watch_pool
+from registry.metrics.instruments import count_search_cache, watch_pool
 from registry.metrics.middleware import RequestMetrics
 from registry.runtime import Runtime
 from registry.services import tokens as token_service
+from registry.services.search import AnswerCache
 from registry.ui import install as install_ui
 from registry.webhooks import Dispatcher
 
@@ -75,7 +76,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         executor = make_executor(runtime)
         lookups = Lookups.open(settings.resolved_database_url)
         app.state.registry = Registry(
-            settings=settings, db=runtime.db, lookups=lookups, store=runtime.store, executor=executor
+            settings=settings,
+            db=runtime.db,
+            lookups=lookups,
+            store=runtime.store,
+            executor=executor,
+            search_cache=AnswerCache(settings.search_cache_entries, on_lookup=count_search_cache),
         )
         # The engine's URL prints its password masked; a blob URL holds none (S3 keys are settings).
         logger.info("database %s, blobs %s", runtime.db.engine.url, settings.resolved_blob_url)

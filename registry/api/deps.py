@@ -17,6 +17,7 @@ from registry.db.session import MAX_CONNECTIONS, Database
 from registry.jobs.executors import Executor
 from registry.principal import ANONYMOUS_ADMIN, ANONYMOUS_READER, OPEN_READER, Principal
 from registry.services import tokens
+from registry.services.search import AnswerCache
 from registry.storage import BlobStore
 
 T = TypeVar("T")
@@ -32,6 +33,7 @@ class Registry:
     lookups: Lookups
     store: BlobStore
     executor: Executor
+    search_cache: AnswerCache[tuple[bytes, str | None]]  # the search API's answers: body, next cursor
     # Requests that may hold a database connection at once: fewer than the pool's connections, so that
     # a handler never waits for one in a worker thread (the rest wait here, on the event loop). Lookups
     # have connections of their own.

@@ -429,6 +429,15 @@ class SearchDocument(Base):
     text: Mapped[str] = mapped_column(Text)
 
 
+class Generation(Base):
+    """A change counter (see :mod:`registry.db.generations`): ``search`` counts what search can see."""
+
+    __tablename__ = "generations"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
 class WebSession(Base):
     """A browser's login to the web UI: the cookie holds a random secret, of which only the sha256 is kept
     here, tied to the token it was opened with (revoking the token ends it; logging out deletes it)."""

@@ -15,6 +15,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from registry.db import generations
+
 SQLITE_BEGIN = "lorareg_sqlite_begin"  # execution option: the statement that begins a transaction
 POOL_SIZE = 10
 MAX_OVERFLOW = 20
@@ -59,11 +61,9 @@ class Database:
     def connect(cls, url: str) -> Database:
         engine = make_engine(url)
         write_engine = engine.execution_options(**{SQLITE_BEGIN: "BEGIN IMMEDIATE"})
-        return cls(
-            engine=engine,
-            reader=sessionmaker(engine, expire_on_commit=False),
-            writer=sessionmaker(write_engine, expire_on_commit=False),
-        )
+        writer = sessionmaker(write_engine, expire_on_commit=False)
+        generations.install(writer)
+        return cls(engine=engine, reader=sessionmaker(engine, expire_on_commit=False), writer=writer)
 
     @contextmanager
     def transaction(self, *, write: bool = True) -> Iterator[Session]:

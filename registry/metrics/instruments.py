@@ -63,6 +63,12 @@ BLOB_BYTES = Counter(
     ["direction"],
     registry=INSTRUMENTS,
 )
+SEARCH_CACHE = Counter(
+    "lorareg_search_cache_lookups",
+    "Searches looked up in the API process's answer cache, by result: hit (answered from it) or miss.",
+    ["result"],
+    registry=INSTRUMENTS,
+)
 POOL_IN_USE = Gauge(
     "lorareg_db_pool_connections_in_use",
     "Database connections checked out of the API processes' pools.",
@@ -131,6 +137,11 @@ def observe(method: str, route: str, status: int, seconds: float, received: int,
         BLOB_BYTES.labels("in").inc(received)
     elif key == COMMIT and status in COMMIT_RESULTS:
         PUSHES.labels(COMMIT_RESULTS[status]).inc()
+
+
+def count_search_cache(hit: bool) -> None:
+    """Count one lookup in a search answer cache."""
+    SEARCH_CACHE.labels("hit" if hit else "miss").inc()
 
 
 def watch_pool(engine: Engine, capacity: int) -> Callable[[], None]:

@@ -18,7 +18,7 @@ from registry.db.models import BaseModel, BaseModelSha, Version
 from registry.errors import Conflict, InvalidInput, UnknownBase
 from registry.principal import Principal
 from registry.refs import BaseSpec, RepoName, validate_base_name
-from registry.services import audit
+from registry.services import audit, search_index
 from registry.services.blobs import FileEntry, check_files
 from registry.services.pages import Page, check_limit, numeric_cursor, page_of
 from registry.storage import BlobStore
@@ -59,6 +59,7 @@ def register_base(
     digest = manifest.content_digest
     created = queries.ensure_base(session, name=name, content_digest=digest, manifest=manifest.to_json())
     added = ["base"] if created else []
+    search_index.changed(session)  # a base= filter naming it, or its revision, now finds it
     base = queries.get_base_by_digest(session, digest)
     assert base is not None
     queries.ensure_base_sha(session, sha=digest, kind="content", base_id=base.id)

@@ -13,7 +13,7 @@ from registry.db import queries
 from registry.db.models import EvalMetric, Version
 from registry.principal import Principal
 from registry.refs import RepoRef
-from registry.services import audit, repos
+from registry.services import audit, repos, search_index
 from registry.services.versions import get_version
 
 SOURCES = ("card", "eval")
@@ -28,6 +28,7 @@ def record(session: Session, version: Version, metrics: list[Metric], *, source:
     for metric in metrics:
         distinct.setdefault(metric.name, metric)
     queries.delete_metrics(session, version, source, distinct.keys())
+    search_index.changed(session)
     session.add_all(
         EvalMetric(
             version_id=version.id,

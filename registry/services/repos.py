@@ -102,6 +102,7 @@ def set_visibility(session: Session, repo: RepoName, visibility: str, principal:
     if repository.visibility != visibility:
         previous, repository.visibility = repository.visibility, visibility
         session.flush()
+        search_index.changed(session)
         audit.record(
             session,
             principal,
@@ -139,4 +140,5 @@ def describe(session: Session, repo: RepoName, description: str | None, principa
 def delete_repository(session: Session, repo: RepoName, principal: Principal) -> None:
     """Delete a repository with its versions and tags (an admin of its namespace); blobs are left to gc."""
     queries.delete_repository(session, get_repository(session, repo, principal, need="admin", lock=True))
+    search_index.changed(session)
     audit.record(session, principal, "repo.delete", target=str(repo), namespace=repo.namespace)

@@ -3,6 +3,9 @@ and by AND-ed filters on their latest version (the one ``latest`` points at; wit
 unyanked one): namespace, base, license, labels (of the repository or of that version), metrics.
 
 Words match as prefixes of the text's words (letters and digits; ``llam`` finds ``llama``), all of them.
+
+The API caches its answers (:func:`cached_search`) under the ``search`` generation, read before each
+search: any committed change search can see makes every cached answer stale, in every process.
 """
 
 from __future__ import annotations
@@ -12,15 +15,16 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from registry.db import queries
+from registry.db import generations, queries
 from registry.db.lookups import Lookups
 from registry.db.models import as_utc
 from registry.db.queries.search import MetricBound, PreparedSearch, Sort
@@ -138,13 +142,73 @@ def search(session: Session, principal: Principal, query: SearchQuery) -> Page[H
 
 async def search_lookup(lookups: Lookups, principal: Principal, query: SearchQuery) -> Page[Hit]:
     """:func:`search` as lookups (see :mod:`registry.db.lookups`), on the event loop."""
+    return await _found(lookups, _request(principal, query))
+
+
+Answer = TypeVar("Answer")
+
+
+class AnswerCache(Generic[Answer]):
+    """The latest ``entries`` answers, each under the ``search`` generation read before it was found: one is
+    given again only while that generation is current. ``on_lookup(hit)`` hears of each lookup."""
+
+    def __init__(self, entries: int, on_lookup: Callable[[bool], None] | None = None) -> None:
+        self.entries = entries
+        self._on_lookup = on_lookup
+        self._answers: OrderedDict[Hashable, tuple[int, Answer]] = OrderedDict()
+
+    def get(self, key: Hashable, generation: int) -> Answer | None:
+        found = self._answers.get(key)
+        hit = found is not None and found[0] == generation
+        if self._on_lookup is not None:
+            self._on_lookup(hit)
+        if found is None or not hit:
+            return None
+        self._answers.move_to_end(key)
+        return found[1]
+
+    def put(self, key: Hashable, generation: int, answer: Answer) -> None:
+        if self.entries <= 0:
+            return
+        self._answers[key] = (generation, answer)
+        self._answers.move_to_end(key)
+        while len(self._answers) > self.entries:
+            self._answers.popitem(last=False)
+
+
+_SEARCH_GENERATION = generations.value_of(generations.SEARCH)
+
+
+async def cached_search(
+    lookups: Lookups,
+    principal: Principal,
+    query: SearchQuery,
+    cache: AnswerCache[Answer],
+    render: Callable[[Page[Hit]], Answer],
+) -> Answer:
+    """``render`` of :func:`search_lookup`'s page, from ``cache`` (one lookup: the generation) when it holds
+    this search, for this caller's namespaces, found since the last committed change search can see."""
     request = _request(principal, query)
+    key = (request.base, *((name, _hashable(value)) for name, value in request.arguments.items()))
+    (generation,) = (await lookups.rows(_SEARCH_GENERATION, {}))[0]
+    if (cached := cache.get(key, generation)) is not None:
+        return cached
+    answer = render(await _found(lookups, request))
+    cache.put(key, generation, answer)
+    return answer
+
+
+async def _found(lookups: Lookups, request: _Request) -> Page[Hit]:
     base_id = None
     if (spec := request.base) is not None:
         base_id = await lookups.run(lambda connection: get_base(Session(connection), spec).id)
     prepared = _prepare(lookups.engine, request, base_id)
     counted = (await lookups.rows(*prepared.counting))[0] if prepared.counting is not None else None
     return _page(request, await lookups.rows(*prepared.statement(counted)))
+
+
+def _hashable(value: Any) -> Hashable:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _request(principal: Principal, query: SearchQuery) -> _Request:

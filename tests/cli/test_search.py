@@ -4,6 +4,7 @@ model cards, AND-ed filters, sorts, pages, the latest version, and only what the
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -16,7 +17,8 @@ import pytest
 from registry.config import Settings
 from registry.db.session import Database
 from registry.principal import REGISTRY
-from registry.services import tokens
+from registry.refs import RepoName
+from registry.services import repos, tokens
 from tests.cli.test_cli import run
 from tests.conftest import LiveServer, TinyBase, start_server
 from tests.helpers import every_page, push, register_base
@@ -259,3 +261,35 @@ def test_only_what_the_caller_may_read(strict: Strict, tiny_base: TinyBase, adap
 
     assert seen("admin") == seen("alpha") == {private, public}
     assert seen("beta") == seen(None) == {public}
+
+
+def _cache_hits(server: LiveServer) -> float:
+    scraped = server.http.get("/metrics").text
+    found = re.search(r'^lorareg_search_cache_lookups_total\{result="hit"\} (\S+)$', scraped, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_answers_are_cached_until_any_writer_changes_what_search_sees(
+    server: LiveServer, catalog: Catalog
+) -> None:
+    """A repeated search is answered from the server's cache; a change made by another writer (its own
+    engine and sessions, as another API process or worker has) is seen by the very next search."""
+    path = f"/api/v1/search?q=friendly&namespace={catalog.namespace}"
+    before = _cache_hits(server)
+    first = server.http.get(path)
+    again = server.http.get(path)
+    assert again.json() == first.json() and names(first.json()) == [catalog.chat]
+    assert _cache_hits(server) == before + 1
+
+    db = Database.connect(server.settings.resolved_database_url)
+    try:
+        with db.transaction() as session:
+            repos.describe(session, RepoName.parse(catalog.chat), "An adapter for tickets", REGISTRY)
+        assert server.http.get(path).json() == []  # not the cached answer: "friendly" is gone
+        assert names(server.http.get(path.replace("friendly", "tickets")).json()) == [catalog.chat]
+        with db.transaction() as session:
+            repos.set_visibility(session, RepoName.parse(catalog.chat), "public", REGISTRY)
+        assert server.http.get(path.replace("friendly", "tickets")).json()[0]["visibility"] == "public"
+    finally:
+        db.dispose()
+    assert _cache_hits(server) == before + 1  # every search after a change was found again

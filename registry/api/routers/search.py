@@ -10,6 +10,9 @@ from registry.api.deps import Caller, RegistryDep
 from registry.api.pagination import Cursor, Limit, link_next
 from registry.api.schemas import SearchHitOut, search_hits_json
 from registry.services import search as searching
+from registry.services.pages import Page
+
+SearchAnswer = tuple[bytes, str | None]
 
 router = APIRouter(tags=["search"])
 FILTERS = searching.MAX_FILTERS
@@ -42,7 +45,8 @@ async def search(
     that version, each ``metric`` of that version. Sorted by ``updated`` (the newest change first), ``name``
     or ``metric:NAME`` (the highest first; only results with NAME). One page (``Link: rel="next"``), found by
     one statement, a lookup on the event loop (one more for ``base``; one more to count how many rows the
-    filters select, unless counted lately)."""
+    filters select, unless counted lately); a search asked again before any change search can see is
+    answered from the process's cache, after one lookup of the ``search`` generation."""
     query = searching.SearchQuery(
         q=q,
         namespace=namespace,
@@ -54,7 +58,14 @@ async def search(
         limit=limit,
         cursor=cursor,
     )
-    page = await searching.search_lookup(registry.lookups, principal, query)
-    response = Response(search_hits_json(page.items), media_type="application/json")
-    link_next(request, response, page.next_cursor)
+    body, next_cursor = await searching.cached_search(
+        registry.lookups, principal, query, registry.search_cache, _rendered
+    )
+    response = Response(body, media_type="application/json")
+    link_next(request, response, next_cursor)
     return response
+
+
+def _rendered(page: Page[searching.Hit]) -> SearchAnswer:
+    """A page as the API answers it, kept in the search cache: the JSON body and the next page's cursor."""
+    return search_hits_json(page.items), page.next_cursor
