@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     presign_uploads: bool = Field(default=True, description="Hand clients presigned PUT URLs for uploads.")
     presign_expiry: int = Field(default=900, description="Lifetime of presigned URLs, in seconds.")
     search_cache_entries: int = Field(
-        default=4096, description="Search answers each API process keeps until a change they see (0: none)."
+        default=1024, description="Search answers each API process keeps until a change they see (0: none)."
     )
 
     # Authentication.

@@ -177,6 +177,7 @@ class AnswerCache(Generic[Answer]):
 
 
 _SEARCH_GENERATION = generations.value_of(generations.SEARCH)
+CACHED_LIMIT = 100  # larger pages are found afresh: a cache entry stays under ~60 KB
 
 
 async def cached_search(
@@ -187,8 +188,11 @@ async def cached_search(
     render: Callable[[Page[Hit]], Answer],
 ) -> Answer:
     """``render`` of :func:`search_lookup`'s page, from ``cache`` (one lookup: the generation) when it holds
-    this search, for this caller's namespaces, found since the last committed change search can see."""
+    this search, for this caller's namespaces, found since the last committed change search can see (pages
+    of at most :data:`CACHED_LIMIT` results)."""
     request = _request(principal, query)
+    if request.limit > CACHED_LIMIT:
+        return render(await _found(lookups, request))
     key = (request.base, *((name, _hashable(value)) for name, value in request.arguments.items()))
     (generation,) = (await lookups.rows(_SEARCH_GENERATION, {}))[0]
     if (cached := cache.get(key, generation)) is not None:
