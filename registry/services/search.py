@@ -149,8 +149,9 @@ Answer = TypeVar("Answer")
 
 
 class AnswerCache(Generic[Answer]):
-    """The latest ``entries`` answers, each under the ``search`` generation read before it was found: one is
-    given again only while that generation is current. ``on_lookup(hit)`` hears of each lookup."""
+    """The latest ``entries`` answers (none: 0), each under the ``search`` generation read before it was
+    found: one is given again only while that generation is current. ``on_lookup(hit)`` hears of each
+    lookup."""
 
     def __init__(self, entries: int, on_lookup: Callable[[bool], None] | None = None) -> None:
         self.entries = entries
@@ -168,8 +169,6 @@ class AnswerCache(Generic[Answer]):
         return found[1]
 
     def put(self, key: Hashable, generation: int, answer: Answer) -> None:
-        if self.entries <= 0:
-            return
         self._answers[key] = (generation, answer)
         self._answers.move_to_end(key)
         while len(self._answers) > self.entries:
@@ -191,7 +190,7 @@ async def cached_search(
     this search, for this caller's namespaces, found since the last committed change search can see (pages
     of at most :data:`CACHED_LIMIT` results)."""
     request = _request(principal, query)
-    if request.limit > CACHED_LIMIT:
+    if request.limit > CACHED_LIMIT or cache.entries <= 0:
         return render(await _found(lookups, request))
     key = (request.base, *((name, _hashable(value)) for name, value in request.arguments.items()))
     (generation,) = (await lookups.rows(_SEARCH_GENERATION, {}))[0]
