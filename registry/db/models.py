@@ -466,6 +466,12 @@ class Deployment(Base):
     latest_generation: Mapped[int] = mapped_column(Integer)  # refused ones included
     created_by: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # the rollout policy: new generations go first to the replicas whose labels match canary_selector
+    canary_selector: Mapped[str | None] = mapped_column(String(320))
+    auto_promote_after: Mapped[int | None] = mapped_column(Integer)  # seconds
+    # the generation being tried on the canary replicas (status "canary"), since canary_started_at
+    canary_generation: Mapped[int | None] = mapped_column(Integer)
+    canary_started_at: Mapped[datetime | None] = mapped_column()
 
     base: Mapped[BaseModel] = relationship(lazy="joined", innerjoin=True)
     entries: Mapped[list[DeploymentEntry]] = relationship(
@@ -498,14 +504,21 @@ class DeploymentEntry(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+GENERATION_STATUSES = ("applied", "refused", "canary", "promoted", "superseded", "rolled_back")
+
+
 class DeploymentGeneration(Base):
     """One state of a deployment: every entry resolved (``[{name, repo, ref, digest, number}]``), why it
-    was made, and whether it was ``applied`` or ``refused`` (with ``reason``)."""
+    was made, and what became of it: ``applied`` (current for every replica outside a canary), ``refused``
+    (with ``reason``), ``canary`` (being tried on the canary replicas), then ``promoted`` (a new applied
+    generation carries it), ``superseded`` (a newer canary replaced it) or ``rolled_back``."""
 
     __tablename__ = "deployment_generations"
     __table_args__ = (
         UniqueConstraint("deployment_id", "number"),
-        CheckConstraint("status IN ('applied', 'refused')", name="status_known"),
+        CheckConstraint(
+            f"status IN ({', '.join(repr(s) for s in GENERATION_STATUSES)})", name="status_known"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -517,6 +530,31 @@ class DeploymentGeneration(Base):
     state: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     actor: Mapped[str | None] = mapped_column(String(256))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeploymentReplica(Base):
+    """One inference replica's last heartbeat, as its agent reported it: the engine, the replica's labels,
+    the generation it fully serves, what the engine serves (engine name → ``sha256:…``) and its last
+    error. It is stale once no heartbeat came for three of its ``interval``s."""
+
+    __tablename__ = "deployment_replicas"
+    __table_args__ = (
+        UniqueConstraint("deployment_id", "replica"),
+        CheckConstraint("engine IN ('vllm', 'sglang')", name="engine_known"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id", ondelete="CASCADE"))
+    replica: Mapped[str] = mapped_column(String(128))
+    engine: Mapped[str] = mapped_column(String(16))
+    engine_url: Mapped[str] = mapped_column(String(2048))
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    generation: Mapped[int | None] = mapped_column(Integer)
+    loaded: Mapped[dict[str, str]] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    interval: Mapped[float] = mapped_column(Float)  # seconds between its heartbeats
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+    first_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 # The full-text index of search_documents, which no model describes: on SQLite an FTS5 table (with its

@@ -351,6 +351,25 @@ def _deployment(t: Teams, *, adapter: bool = False) -> str:
     return f"{t.alpha}/{name}"
 
 
+def _canary(t: Teams) -> str:
+    """An alpha deployment whose adapter, added under a canary selector, is generation 2's canary."""
+    name = _deployment(t)
+    rollout = t.admin.post(f"/api/v1/deployments/{name}/rollout", json={"canary": "track=canary"})
+    assert rollout.status_code == 200, rollout.text
+    added = t.admin.post(f"/api/v1/deployments/{name}/adapters", json={"ref": t.private, "as": "bot"})
+    assert added.status_code == 201 and added.json()["status"] == "canary", added.text
+    return name
+
+
+HEARTBEAT = {
+    "engine": "vllm",
+    "engine_url": "http://10.0.0.7:8000",
+    "generation": 1,
+    "loaded": {},
+    "interval": 10,
+}
+
+
 # (method, path) -> (rule, prepare, audited action). Every operation of the OpenAPI document is here.
 RULES: dict[tuple[str, str], tuple[Rule, Prepare, str | None]] = {
     ("GET", "/api/v1/deployments"): (any_caller(200), _get("/api/v1/deployments"), None),
@@ -381,6 +400,33 @@ RULES: dict[tuple[str, str], tuple[Rule, Prepare, str | None]] = {
     ("GET", "/api/v1/deployments/{namespace}/{name}/watch"): (
         read_alpha(200),
         lambda t: Call("GET", f"/api/v1/deployments/{_deployment(t)}/watch", params={"timeout": 0}),
+        None,
+    ),
+    ("POST", "/api/v1/deployments/{namespace}/{name}/rollout"): (
+        needs("write", 200, of_alpha=True),
+        lambda t: Call(
+            "POST", f"/api/v1/deployments/{_deployment(t)}/rollout", json={"canary": "track=canary"}
+        ),
+        "deployment.rollout",
+    ),
+    ("POST", "/api/v1/deployments/{namespace}/{name}/promote"): (
+        needs("write", 200, of_alpha=True),
+        lambda t: Call("POST", f"/api/v1/deployments/{_canary(t)}/promote"),
+        "deployment.promote",
+    ),
+    ("POST", "/api/v1/deployments/{namespace}/{name}/rollback"): (
+        needs("write", 200, of_alpha=True),
+        lambda t: Call("POST", f"/api/v1/deployments/{_deployment(t, adapter=True)}/rollback", json={}),
+        "deployment.rollback",
+    ),
+    ("PUT", "/api/v1/deployments/{namespace}/{name}/replicas/{replica}"): (
+        needs("read", 200, of_alpha=True),  # an agent needs no more than a read token of the namespace
+        lambda t: Call("PUT", f"/api/v1/deployments/{_deployment(t)}/replicas/r1", json=HEARTBEAT),
+        None,
+    ),
+    ("GET", "/api/v1/deployments/{namespace}/{name}/status"): (
+        read_alpha(200),
+        lambda t: Call("GET", f"/api/v1/deployments/{_deployment(t)}/status"),
         None,
     ),
     ("GET", "/api/v1/health"): (anyone(200), _get("/api/v1/health"), None),

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from registry.db.models import Deployment, DeploymentEntry, DeploymentGeneration
+from registry.db.models import (
+    Deployment,
+    DeploymentEntry,
+    DeploymentGeneration,
+    DeploymentReplica,
+    Version,
+)
 
 
 def get_deployment(session: Session, namespace: str, name: str, *, lock: bool = False) -> Deployment | None:
     query = select(Deployment).where(Deployment.namespace == namespace, Deployment.name == name)
-    if lock:
-        query = query.with_for_update(of=Deployment)
+    if lock:  # and reread: the row another transaction changed before we waited for it
+        query = query.with_for_update(of=Deployment).execution_options(populate_existing=True)
     return session.scalars(query).one_or_none()
 
 
@@ -64,3 +70,42 @@ def generations(session: Session, deployment: Deployment, *, limit: int) -> Sequ
         .limit(limit)
     )
     return session.scalars(query).all()
+
+
+def previous_applied(session: Session, deployment: Deployment, before: int) -> DeploymentGeneration | None:
+    """The newest ``applied`` generation numbered below ``before``: the one current before it."""
+    query = (
+        select(DeploymentGeneration)
+        .where(
+            DeploymentGeneration.deployment_id == deployment.id,
+            DeploymentGeneration.number < before,
+            DeploymentGeneration.status == "applied",
+        )
+        .order_by(DeploymentGeneration.number.desc())
+        .limit(1)
+    )
+    return session.scalars(query).one_or_none()
+
+
+def get_replica(session: Session, deployment: Deployment, replica: str) -> DeploymentReplica | None:
+    query = select(DeploymentReplica).where(
+        DeploymentReplica.deployment_id == deployment.id, DeploymentReplica.replica == replica
+    )
+    return session.scalars(query).one_or_none()
+
+
+def replicas(session: Session, deployment: Deployment) -> Sequence[DeploymentReplica]:
+    """Every replica that ever sent the deployment a heartbeat, by replica id."""
+    query = (
+        select(DeploymentReplica)
+        .where(DeploymentReplica.deployment_id == deployment.id)
+        .order_by(DeploymentReplica.replica)
+        .execution_options(populate_existing=True)  # as other replicas' heartbeats left them
+    )
+    return session.scalars(query).all()
+
+
+def version_states(session: Session, digests: Collection[str]) -> dict[str, bool]:
+    """Of the versions with these digests (64 hex), whether each is yanked; a missing digest is absent."""
+    query = select(Version.digest, Version.yanked_at.is_not(None)).where(Version.digest.in_(digests))
+    return {digest: bool(yanked) for digest, yanked in session.execute(query)}
