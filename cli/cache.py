@@ -22,7 +22,7 @@ import os
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from cli.server_files import hex_digest
@@ -90,6 +90,31 @@ class BlobCache:
                 tmp.unlink()
             raise
         return final
+
+    def version_path(self, digest: str) -> Path:
+        """Where the files of the version ``digest`` (64 hex) are materialized:
+        ``<cache>/versions/<digest>``, a directory engines load adapters from."""
+        hex_digest(f"sha256:{digest}", "version digest")
+        return self.root / "versions" / digest
+
+    def materialize(self, digest: str, fetch: Callable[[Path], object]) -> Path:
+        """The version ``digest``'s directory, made once (atomically) per machine: ``fetch(staging)``
+        writes the files into a new staging directory beside it, which is then renamed into place.
+        Another process making it first is fine: the same content."""
+        directory = self.version_path(digest)
+        if directory.is_dir():
+            return directory
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=directory.parent))
+        try:
+            fetch(staging)
+            os.rename(staging, directory)
+        except OSError:
+            if not directory.is_dir():
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return directory
 
     @staticmethod
     def place(blob: Path, dest: Path) -> bool:

@@ -15,6 +15,7 @@ import httpx
 from cli.client import ApiError
 from cli.commands import (
     access,
+    agent,
     base,
     deploy,
     doctor,
@@ -101,6 +102,7 @@ for _module in (
     ops,
     jobs,
     doctor,
+    agent,
 ):
     for _command in _module.COMMANDS:
         cli.add_command(_command)

@@ -26,8 +26,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
-import tempfile
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -153,21 +151,9 @@ class LoraregResolver(LoRAResolver):
 
     def _materialize(self, version: dict[str, Any], digest: str) -> Path:
         """The version's files in ``<cache>/versions/<digest>``, made once (atomically) per machine."""
-        directory = self.cache.root / "versions" / digest
-        if directory.is_dir():
-            return directory
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=directory.parent))
-        try:
-            self.client.fetch_version(version, staging, cache=self.cache)
-            os.rename(staging, directory)
-        except OSError:
-            if not directory.is_dir():
-                raise
-            # another process made it first: the same content
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return directory
+        return self.cache.materialize(
+            digest, lambda staging: self.client.fetch_version(version, staging, cache=self.cache)
+        )
 
 
 def register() -> None:

@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -95,6 +95,12 @@ class Settings(BaseSettings):
         default_factory=lambda: Path.home() / ".cache" / "lorareg",
         description="Content-addressed blob cache for pulls (LOREG_CACHE).",
     )
+
+    @field_validator("served_base", "token")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        """``LOREG_SERVED_BASE=`` (as a compose file or a manifest leaves it) means no value."""
+        return value or None
 
     @cached_property
     def resolved_database_url(self) -> str:
