@@ -83,23 +83,8 @@ def _unknown_module(t: dict[str, torch.Tensor]) -> None:
     t[Q_B.replace("q_proj", "qkv_proj")] = t.pop(Q_B)
 
 
-def _int_dtype(t: dict[str, torch.Tensor]) -> None:
-    t[Q_A] = t[Q_A].to(torch.int32)
-
-
-def _fan_in_fan_out(config: dict[str, Any]) -> None:
-    config["fan_in_fan_out"] = True
-    config["target_modules"] = ["gate_proj"]
-
-
-def _keep_only_gate(t: dict[str, torch.Tensor]) -> None:
-    for key in [k for k in t if ".mlp.gate_proj." not in k]:
-        del t[key]
-
-
-def _fan_in_fan_out_mismatch(path: Path) -> None:
-    _config(path / CONFIG, _fan_in_fan_out)
-    _tensors(path / WEIGHTS, _keep_only_gate)
+def _bool_dtype(t: dict[str, torch.Tensor]) -> None:
+    t[Q_A] = t[Q_A] > 0
 
 
 BAD_PUSHES = [
@@ -130,7 +115,7 @@ BAD_PUSHES = [
     BadPush(
         "offsets out of bounds", lambda p: _header(p / WEIGHTS, _past_end), 422, "invalid_safetensors", "end"
     ),
-    BadPush("non-float dtype", lambda p: _tensors(p / WEIGHTS, _int_dtype), 422, "invalid_adapter", "I32"),
+    BadPush("boolean dtype", lambda p: _tensors(p / WEIGHTS, _bool_dtype), 422, "invalid_adapter", "BOOL"),
     BadPush(
         "A/B ranks disagree",
         lambda p: _tensors(p / WEIGHTS, _rank_disagrees),
@@ -159,7 +144,6 @@ BAD_PUSHES = [
         "invalid_adapter",
         "q_proj",
     ),
-    BadPush("shape under fan_in_fan_out", _fan_in_fan_out_mismatch, 422, "invalid_adapter", "fan_in_fan_out"),
     BadPush(
         "module missing from base",
         lambda p: _tensors(p / WEIGHTS, _unknown_module),

@@ -12,6 +12,7 @@ from cli.commands.imports import ENDPOINT_HELP, hf_token_option
 from cli.commands.push import directory_files
 from cli.context import AppContext, pass_app
 from registry.adapters.base_manifest import read_base_manifest
+from registry.adapters.model_card import MAX_CARD_SIZE, README_FILE, parse_card
 
 if TYPE_CHECKING:
     from registry.hub.base import HubBase
@@ -39,6 +40,12 @@ def base() -> None:
 @click.option("--endpoint", metavar="URL", help=f"With --hf: {ENDPOINT_HELP}")
 @hf_token_option
 @click.option("--with-weights", is_flag=True, help="Also upload the directory's files (for merge-base jobs).")
+@click.option(
+    "--quantized-from",
+    metavar="BASE",
+    help="A bitsandbytes-quantized base: the full-precision base it was made from (adapters of either fit "
+    "both) [default: README.md's base_model, when its base_model_relation is quantized].",
+)
 @pass_app
 def register(
     app: AppContext,
@@ -49,10 +56,12 @@ def register(
     endpoint: str | None,
     hf_token: str | None,
     with_weights: bool,
+    quantized_from: str | None,
 ) -> None:
     """Register a base model from its safetensors headers: the one in DIRECTORY, or a Hub repository's
     (--hf) at the commit its revision resolves to, read from the local HF cache (HF_HUB_OFFLINE=1 works)
-    or with HTTP range requests. Weights are never loaded, nor uploaded unless --with-weights."""
+    or with HTTP range requests. Weights are never loaded, nor uploaded unless --with-weights.
+    bitsandbytes 4-bit (NF4, FP4) and 8-bit weights are recorded at their logical shapes."""
     hub: HubBase | None = None
     if (directory is None) == (hf_repo is None):
         raise click.UsageError("pass either a base model DIRECTORY or --hf REPO_ID")
@@ -64,12 +73,17 @@ def register(
         hub = read_hub_base(hf_repo, revision, endpoint=endpoint, token=hf_token)
         manifest, name, revision = hub.manifest, name or hf_repo, hub.commit
     else:
+        assert directory is not None
         if name is None:
             raise click.UsageError("--name is required with DIRECTORY")
         if endpoint is not None:
             raise click.UsageError("--endpoint goes with --hf")
         manifest = read_base_manifest(directory)
-    body = {"name": name, "revision": revision, "manifest": manifest.to_json()}
+        if quantized_from is None and manifest.quantization is not None:
+            quantized_from = _card_quantized_from(app, directory)
+    body: dict[str, Any] = {"name": name, "revision": revision, "manifest": manifest.to_json()}
+    if quantized_from is not None:
+        body["quantized_from"] = quantized_from
     uploaded = None
     if with_weights:
         assert directory is not None
@@ -92,10 +106,38 @@ def register(
     app.emit(result, human)
 
 
+def _card_quantized_from(app: AppContext, directory: Path) -> str | None:
+    """README.md's ``base_model`` when its ``base_model_relation`` is ``quantized`` and that base is
+    registered (else a warning: the base is registered unlinked)."""
+    readme = directory / README_FILE
+    if not readme.is_file() or readme.stat().st_size > MAX_CARD_SIZE:
+        return None
+    data = parse_card(readme.read_text(encoding="utf-8-sig", errors="replace")).data
+    named = data.get("base_model")
+    named = named[0] if isinstance(named, list) and len(named) == 1 else named
+    if data.get("base_model_relation") != "quantized" or not isinstance(named, str):
+        return None
+    known = {b["name"] for b in app.client.request("GET", "/api/v1/bases")}
+    if named not in known:
+        click.echo(
+            f"warning: {README_FILE} says this is a quantization of {named}, which is not registered; "
+            "registering it unlinked (register that base, then this one again with --quantized-from)",
+            err=True,
+        )
+        return None
+    return named
+
+
 def _what_happened(result: dict[str, Any], revision: str | None) -> str:
     """What a registration did, in words: registered, added a revision, stored files, or nothing new."""
     added, name = result["added"], result["name"]
     done = []
+    if "quantized_from" in added:
+        done.append(
+            f"linked as a quantization ({result['quantization']}) of {result['quantized_from']['name']}"
+        )
+    if "quantization" in added:
+        done.append(f"read its {result['quantization']} weights at their logical shapes")
     if "revision" in added and "base" not in added:
         done.append(f"added revision {revision}")
     if "files" in added:
@@ -137,6 +179,12 @@ def show(app: AppContext, base_spec: str) -> None:
     app.emit(
         found,
         f"{found['name']}\n  content sha256:{found['content_digest']}\n  weights: {found['weights']}\n"
+        + (f"  quantization: {found['quantization']}\n" if found.get("quantization") else "")
+        + (
+            f"  quantized from: {found['quantized_from']['name']}@{found['quantized_from']['sha']}\n"
+            if found.get("quantized_from")
+            else ""
+        )
         + "".join(f"  hf revision: {r}\n" for r in found["hf_revisions"]),
     )
 

@@ -2,6 +2,10 @@
 
 The manifest's ``content_digest`` is the sha256 of the canonical JSON of ``{weight filename: file sha256}``,
 so it can equally be computed from Hugging Face LFS oids without downloading the weights.
+
+A bitsandbytes-quantized base (:mod:`registry.adapters.bnb`) records each quantized weight at its logical
+(dequantized) shape and dtype, with ``quantized`` naming how it is stored, and the manifest's
+``quantization`` says which kinds it holds: adapters are checked against the shapes they were trained on.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from registry.adapters.bnb import KINDS, TORCH_DTYPES, quantized_weights
 from registry.adapters.safetensors_header import SafetensorsHeader, parse_header_file
 from registry.errors import InvalidInput
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
+MODEL_CONFIG = "config.json"
+MAX_MODEL_CONFIG = 1024 * 1024
 _CHUNK = 1024 * 1024
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -27,6 +34,7 @@ _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 class WeightShape:
     shape: tuple[int, ...]
     dtype: str
+    quantized: str | None = None  # bnb-nf4, bnb-fp4, bnb-int8: stored so; shape and dtype are logical
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +45,19 @@ class BaseManifest:
     files: dict[str, str]  # weight filename -> sha256 hex
     content_digest: str
 
+    @property
+    def quantization(self) -> str | None:
+        """How the base's quantized weights are stored (``+``-joined kinds if several), None if none is."""
+        kinds = sorted({w.quantized for w in self.weights.values() if w.quantized is not None})
+        return "+".join(kinds) or None
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict with sorted keys; ``from_json`` reads it back."""
         return {
-            "weights": {
-                name: {"shape": list(w.shape), "dtype": w.dtype} for name, w in sorted(self.weights.items())
-            },
+            "weights": {name: _weight_json(w) for name, w in sorted(self.weights.items())},
             "files": dict(sorted(self.files.items())),
             "content_digest": self.content_digest,
+            **({"quantization": self.quantization} if self.quantization else {}),
         }
 
     @classmethod
@@ -57,6 +70,11 @@ class BaseManifest:
             raise InvalidInput("Base manifest weights must be an object of name -> {shape, dtype}.")
         weights = {name: _weight_from_json(name, value) for name, value in weights_json.items()}
         digest = content_digest(files)
+        if d.get("quantization") != (quantization := cls(weights, {}, "").quantization):
+            raise InvalidInput(
+                f"Base manifest quantization {d.get('quantization')!r} does not match its weights' "
+                f"({quantization!r}); the manifest is corrupt, register the base again."
+            )
         if d["content_digest"] != digest:
             raise InvalidInput(
                 f"Base manifest content_digest {d['content_digest']!r} does not match its files "
@@ -99,6 +117,10 @@ class WeightFiles(Protocol):
         """A file's sha256 hex."""
         ...
 
+    def read_at(self, name: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of a file from ``offset`` (a quantized weight's quant state)."""
+        ...
+
 
 class DirectoryFiles:
     """A base model's files in a local directory (hashed as they are read)."""
@@ -118,6 +140,11 @@ class DirectoryFiles:
 
     def sha256(self, name: str) -> str:
         return _sha256_file(self.directory / name)
+
+    def read_at(self, name: str, offset: int, length: int) -> bytes:
+        with (self.directory / name).open("rb") as handle:
+            handle.seek(offset)
+            return handle.read(length)
 
 
 def read_base_manifest(directory: Path) -> BaseManifest:
@@ -158,7 +185,42 @@ def manifest_from(files: WeightFiles) -> BaseManifest:
     if weight_map is not None:
         _check_weight_map(weight_map, headers)
     hashes = {name: files.sha256(name) for name in names}
-    return BaseManifest(weights=_two_d_weights(headers), files=hashes, content_digest=content_digest(hashes))
+    weights = _two_d_weights(headers)
+    weights.update(_quantized(files, headers))
+    return BaseManifest(weights=weights, files=hashes, content_digest=content_digest(hashes))
+
+
+def _quantized(files: WeightFiles, headers: dict[str, SafetensorsHeader]) -> dict[str, WeightShape]:
+    """The bitsandbytes-quantized weights at their logical shapes (they replace the packed tensors)."""
+    located = {
+        name: (shard, info) for shard, header in headers.items() for name, info in header.tensors.items()
+    }
+
+    def read(name: str) -> bytes:
+        shard, info = located[name]
+        return files.read_at(shard, headers[shard].data_start + info.begin, info.end - info.begin)
+
+    found = quantized_weights(
+        {name: info for name, (_, info) in located.items()},
+        read,
+        where=files.where,
+        model_dtype=_model_dtype(files),
+    )
+    return {name: WeightShape(q.shape, q.dtype, quantized=q.kind) for name, q in found.items()}
+
+
+def _model_dtype(files: WeightFiles) -> str | None:
+    """config.json's ``torch_dtype`` (or ``dtype``) as a safetensors dtype name, if it says one."""
+    if MODEL_CONFIG not in files.names():
+        return None
+    try:
+        config = json.loads(files.read(MODEL_CONFIG)[:MAX_MODEL_CONFIG])
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    dtype = config.get("torch_dtype", config.get("dtype"))
+    return TORCH_DTYPES.get(dtype) if isinstance(dtype, str) else None
 
 
 def _parse_weight_map(data: bytes, where: str) -> dict[str, str]:
@@ -203,18 +265,30 @@ def _two_d_weights(headers: dict[str, SafetensorsHeader]) -> dict[str, WeightSha
     return weights
 
 
+def _weight_json(weight: WeightShape) -> dict[str, Any]:
+    quantized = {"quantized": weight.quantized} if weight.quantized is not None else {}
+    return {"shape": list(weight.shape), "dtype": weight.dtype, **quantized}
+
+
 def _weight_from_json(name: Any, value: Any) -> WeightShape:
     shape = value.get("shape") if isinstance(value, dict) else None
     dtype = value.get("dtype") if isinstance(value, dict) else None
+    quantized = value.get("quantized") if isinstance(value, dict) else None
     valid_shape = isinstance(shape, list) and all(
         isinstance(dim, int) and not isinstance(dim, bool) and dim >= 0 for dim in shape
     )
-    if not isinstance(name, str) or not valid_shape or not isinstance(dtype, str):
+    if (
+        not isinstance(name, str)
+        or not valid_shape
+        or not isinstance(dtype, str)
+        or quantized not in (None, *KINDS)
+    ):
         raise InvalidInput(
-            f"Base manifest weight {name!r} must be {{shape: [non-negative ints], dtype: str}}, "
-            f"got {value!r}."
+            f"Base manifest weight {name!r} must be {{shape: [non-negative ints], dtype: str"
+            f"[, quantized: {' | '.join(KINDS)}]}}, got {value!r}."
         )
-    return WeightShape(shape=tuple(shape), dtype=dtype)
+    assert isinstance(shape, list)  # valid_shape
+    return WeightShape(shape=tuple(shape), dtype=dtype, quantized=quantized)
 
 
 def _sha256_file(path: Path) -> str:

@@ -1,4 +1,7 @@
-"""Parse a PEFT ``adapter_config.json`` for a LoRA adapter and answer per-module rank, alpha and scaling.
+"""Parse a PEFT ``adapter_config.json`` and answer per-module rank, alpha and scaling.
+
+LoRA (with DoRA, ``lora_bias``, ``modules_to_save``) is read in full; LoHa, LoKr, IA3, VeRA and AdaLoRA
+configs are read for what their checks and ``merge-base`` need (``OTHER_PEFT_TYPES``).
 
 Pattern semantics follow PEFT 0.21 (``peft.utils.other.get_pattern_key`` as used by
 ``LoraModel._create_and_replace``): the first ``rank_pattern``/``alpha_pattern`` key (in file order) for
@@ -19,9 +22,14 @@ from registry.errors import InvalidAdapter
 
 FILENAME = "adapter_config.json"
 
+#: PEFT types other than LoRA that are stored, versioned and checked against the base (by tensor names and
+#: shapes, see ``compatibility``); only ``merge-base`` computes with some of them (IA3, LoHa).
+OTHER_PEFT_TYPES = ("LOHA", "LOKR", "IA3", "VERA", "ADALORA")
+PEFT_TYPES = ("LORA", *OTHER_PEFT_TYPES)
+MERGE_BASE_TYPES = ("IA3", "LOHA")  # the other types merge-base computes with (jobs take LoRA alone)
+
 # Options that change the tensor layout or the math away from ΔW = s·B·A, with what to do instead.
 _UNSUPPORTED_OPTIONS: dict[str, str] = {
-    "use_dora": "DoRA adapters are not supported; train without use_dora or merge the DoRA adapter first.",
     "use_qalora": "QALoRA adapters are not supported (their lora_A acts on pooled inputs).",
     "use_bdlora": "BD-LoRA (block-diagonal) adapters are not supported.",
     "kasa_config": "KaSA adapters are not supported (they add a lora_diag and modify the base weight).",
@@ -83,11 +91,14 @@ def parse_adapter_config(data: bytes) -> LoraConfig:
     """Parse and validate ``adapter_config.json``; raises ``InvalidAdapter`` saying what to fix."""
     raw = _load_object(data)
     peft_type = raw.get("peft_type")
-    if peft_type != "LORA":
+    if peft_type not in PEFT_TYPES:
         shown = "missing" if peft_type is None else repr(peft_type)
         raise InvalidAdapter(
-            f'{FILENAME}: peft_type is {shown}; only LoRA adapters (peft_type "LORA") are supported.'
+            f'{FILENAME}: peft_type is {shown}; the registry takes LoRA adapters (peft_type "LORA") and '
+            f"PEFT's {', '.join(OTHER_PEFT_TYPES)}."
         )
+    if peft_type != "LORA":
+        return _other_type(peft_type, raw)
     for option, message in _UNSUPPORTED_OPTIONS.items():
         if raw.get(option):
             raise InvalidAdapter(f"{FILENAME}: {option}={_show(raw[option])}: {message}")
@@ -109,6 +120,34 @@ def parse_adapter_config(data: bytes) -> LoraConfig:
         use_dora=_flag(raw, "use_dora"),
         modules_to_save=_modules_to_save(raw.get("modules_to_save")),
         lora_bias=_flag(raw, "lora_bias"),
+        task_type=_optional_str(raw, "task_type"),
+        raw=raw,
+    )
+
+
+def _other_type(peft_type: str, raw: dict[str, Any]) -> LoraConfig:
+    """A LoHa/LoKr/IA3/VeRA/AdaLoRA config: the fields the checks use; ``r`` is 0 where the type has none
+    (IA3). AdaLoRA's ``rank_pattern`` holds per-module masks (lists of booleans), not ranks, so it and
+    ``alpha_pattern`` are read only where they mean what they mean for LoRA (LoHa, LoKr)."""
+    rank = raw.get("r")
+    rank = 0 if peft_type == "IA3" or rank is None else _positive(rank, "r", integer=True)
+    patterns = peft_type in ("LOHA", "LOKR")
+    alpha_field = "alpha" if patterns else "lora_alpha"
+    alpha = raw.get(alpha_field, 8)
+    return LoraConfig(
+        peft_type=peft_type,
+        r=rank,
+        lora_alpha=_positive(alpha, alpha_field, integer=False) if peft_type != "IA3" else 1,
+        target_modules=_target_modules(raw.get("target_modules")),
+        use_rslora=False,
+        fan_in_fan_out=_flag(raw, "fan_in_fan_out"),
+        rank_pattern=_pattern_dict(raw, "rank_pattern", integer=True) if patterns else {},
+        alpha_pattern=_pattern_dict(raw, "alpha_pattern", integer=False) if patterns else {},
+        base_model_name_or_path=_optional_str(raw, "base_model_name_or_path"),
+        revision=_optional_str(raw, "revision"),
+        use_dora=False,
+        modules_to_save=_modules_to_save(raw.get("modules_to_save")),
+        lora_bias=False,
         task_type=_optional_str(raw, "task_type"),
         raw=raw,
     )

@@ -143,6 +143,7 @@ class VersionOut(Schema):
     yanked: bool
     yank_reason: str | None
     base: BaseRefOut
+    trained_on: str = Field(default="full", description="quantized or full: the base it was trained on")
     config: dict[str, Any]
     files: list[FileOut]
 
@@ -265,12 +266,16 @@ class BlobBatchOut(Schema):
 class WeightShapeIn(Schema):
     shape: list[int] = Field(max_length=16)
     dtype: str = Field(max_length=32)
+    quantized: str | None = Field(
+        default=None, max_length=32, description="bnb-nf4, bnb-fp4 or bnb-int8: shape and dtype are logical"
+    )
 
 
 class BaseManifestIn(Schema):
     weights: dict[str, WeightShapeIn] = Field(max_length=200_000, description="tensor name → shape")
     files: dict[str, str] = Field(max_length=10_000)
     content_digest: Digest
+    quantization: str | None = Field(default=None, max_length=100, description="its weights' kinds, +-joined")
 
 
 class BaseIn(Input):
@@ -282,6 +287,10 @@ class BaseIn(Input):
         max_length=MAX_FILES,
         description="the base directory's uploaded files, for merge-into-base jobs",
     )
+    quantized_from: Name | None = Field(
+        default=None,
+        description="a quantized base: the full-precision base it was made from (NAME, NAME@SHA…)",
+    )
 
 
 class BaseOut(Schema):
@@ -292,9 +301,12 @@ class BaseOut(Schema):
     weights: int
     stored_files: int = Field(description="files of the base stored in the registry (0: shapes only)")
     created_at: Timestamp
+    quantization: str | None = Field(default=None, description="how its weights are stored: bnb-nf4, …")
+    quantized_from: BaseRefOut | None = Field(default=None, description="the full base it was quantized from")
     created: bool | None = None
     added: list[str] | None = Field(
-        default=None, description="registration: what it added of base, revision, files ([]: nothing new)"
+        default=None,
+        description="registration: what it added of base, revision, files, quantized_from ([]: nothing new)",
     )
 
 
@@ -367,6 +379,7 @@ def _version_fields(version: models.Version, tags: list[str]) -> dict[str, Any]:
         "base": BaseRefOut(
             name=version.base.name, sha=version.base_sha, content_digest=version.base.content_digest
         ),
+        "trained_on": version.trained_on,
         "config": version.config,
         "files": [_file_out(f.path, f.blob_digest, f.size) for f in version.files],
     }
@@ -383,6 +396,7 @@ def resolved_out(resolved: Resolved) -> ResolvedVersionOut:
         base=BaseRefOut(
             name=resolved.base_name, sha=resolved.base_sha, content_digest=resolved.base_content_digest
         ),
+        trained_on=resolved.trained_on,
         config=resolved.config,
         files=[_file_out(f["path"], f["digest"], f["size"]) for f in resolved.files],
     )
@@ -427,6 +441,14 @@ def base_out(base: models.BaseModel, *, added: list[str] | None = None) -> BaseO
         weights=len(base.manifest.get("weights", {})),
         stored_files=len(base.stored_files or []),
         created_at=base.created_at,
+        quantization=base.quantization,
+        quantized_from=BaseRefOut(
+            name=base.quantized_from.name,
+            sha=base.quantized_from.content_digest,
+            content_digest=base.quantized_from.content_digest,
+        )
+        if base.quantized_from is not None
+        else None,
         created=None if added is None else "base" in added,
         added=added,
     )
@@ -564,6 +586,9 @@ class ResolvedVersionOut(Schema):
     created_at: Timestamp
     provenance: dict[str, Any]
     base: BaseRefOut
+    trained_on: str = Field(
+        default="full", description="quantized or full: the base it was trained on (either of a pair fits)"
+    )
     config: dict[str, Any] = Field(description="summary: kind, r, lora_alpha, target_modules, …")
     files: list[FileOut]
 

@@ -9,14 +9,24 @@ header, the offsets and every untouched tensor are identical to the input.
 Peak memory: the largest targeted weight once (twice with ``device`` CUDA: host buffer and device copy),
 plus at most 64 MiB of fp32 rows for a half-precision weight, plus the adapter's factors. Nothing else of
 the base is held in memory, whatever the shard size.
+
+Besides plain LoRA, as PEFT's ``merge_and_unload`` does: DoRA (``W' = m · (W + ΔW) / ‖W + ΔW‖`` per output
+feature, in fp32, one fp32 copy of the weight), ``lora_bias`` (the base bias gets ``scale · lora_B.bias``),
+``modules_to_save`` (the saved tensors replace the base's, cast to its dtype), IA3 (W, and a non-feedforward
+module's bias, scaled by ``ia3_l``) and LoHa (``W + ΔW``). A saved module with other rows than the base's
+(a resized vocabulary) changes its shard's header: that shard is written tensor by tensor instead of copied,
+and ``config.json``'s ``vocab_size`` follows a resized embedding or head.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import struct
 import sys
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +36,9 @@ import torch
 from registry.adapters.base_manifest import INDEX_FILE, SINGLE_FILE
 from registry.adapters.safetensors_header import SafetensorsHeader, TensorInfo, parse_header_file
 from registry.adapters.weight_names import WeightIndex
+from registry.compute import quantized
 from registry.compute.device import select_device
-from registry.compute.lora import IncompatibleAdapters, LoraAdapter, LoraModule
+from registry.compute.lora import IncompatibleAdapters, LoraAdapter, LoraModule, OtherModule
 
 TORCH_DTYPES: dict[str, torch.dtype] = {
     "F16": torch.float16,
@@ -39,6 +50,19 @@ TORCH_DTYPES: dict[str, torch.dtype] = {
 # loader pick up the unmerged ones.
 _BLOCK_ELEMENTS = 1 << 24  # fp32 values per block when a half-precision weight is accumulated in fp32
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".h5", ".msgpack", ".gguf", ".index.json")
+_VOCAB_MODULES = ("embed_tokens", "wte", "word_embeddings", "embed_in", "lm_head", "embed_out")
+_CHUNK = 1 << 24
+
+
+@dataclass(frozen=True)
+class _Update:
+    """What happens to one base tensor; ``kind``: lora, dora, lora_bias, ia3, ia3_bias, loha or replace."""
+
+    kind: str
+    module: str  # the adapter's module (or saved tensor) name
+    lora: LoraModule | None = None
+    other: OtherModule | None = None
+    tensor: torch.Tensor | None = None  # the replacement of a modules_to_save tensor
 
 
 @dataclass(frozen=True)
@@ -117,6 +141,10 @@ def merge_into_base(
     base_dir, out_dir = Path(base_dir), Path(out_dir)
     dev = select_device(device) if isinstance(device, str) else device
     _refuse_unsupported(adapter)
+    if quantized.is_quantized(base_dir):  # dequantize, merge into that, requantize (bitsandbytes)
+        return quantized.merge_into_quantized(
+            adapter, base_dir, out_dir, lambda a, b, o: merge_into_base(a, b, o, device=dev)
+        )
     weights = read_weights(base_dir)
     plan = _plan(adapter, weights)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
@@ -135,56 +163,61 @@ def merge_into_base(
 
 
 def _refuse_unsupported(adapter: LoraAdapter) -> None:
-    config = adapter.config
-    if config.get("lora_bias"):
+    if adapter.peft_type not in ("LORA", "IA3", "LOHA"):
         raise IncompatibleAdapters(
-            "the adapter has lora_bias=true; its lora_B.bias tensors are not loaded, so merging it would "
-            "silently drop them. Merge it with PEFT's merge_and_unload instead."
+            f"merge-base merges LoRA, IA3 and LoHa adapters, not {adapter.peft_type}; merge it with PEFT's "
+            "merge_and_unload instead."
         )
-    if config.get("modules_to_save"):
-        raise IncompatibleAdapters(
-            f"the adapter has modules_to_save {config['modules_to_save']!r}: full weights that replace base "
-            "modules and are not loaded as LoRA factors. Merge it with PEFT's merge_and_unload instead."
-        )
-    if not adapter.modules:
-        raise IncompatibleAdapters("the adapter has no LoRA modules; there is nothing to merge.")
+    if not adapter.modules and not adapter.other and not adapter.saved:
+        raise IncompatibleAdapters("the adapter has no modules; there is nothing to merge.")
 
 
-def _plan(adapter: LoraAdapter, weights: SafetensorsWeights) -> dict[str, str]:
-    """adapter module -> base tensor name, after checking every module; raises listing all problems."""
+def _plan(adapter: LoraAdapter, weights: SafetensorsWeights) -> dict[str, _Update]:
+    """base tensor name -> its update, after checking every module; raises listing all problems."""
     index = WeightIndex({name: weights.info(name) for name in weights.locations})
-    plan: dict[str, str] = {}
-    problems = []
-    for name, module in sorted(adapter.modules.items()):
-        key, candidates = index.resolve(name)
-        if key is None:
-            if candidates:
-                problems.append(f"module {name!r} matches several base weights ({', '.join(candidates[:5])})")
-            else:
-                near = index.near(name)
-                hint = f"; the base has e.g. {', '.join(repr(k) for k in near)}" if near else ""
-                problems.append(
-                    f"module {name!r} has no weight in the base "
-                    f"({name + '.weight'!r} or a prefix variant{hint})"
-                )
-            continue
+    plan: dict[str, _Update] = {}
+    problems: list[str] = []
+    keys = {}
+    for name in sorted({*adapter.modules, *adapter.other}):
+        key = _resolve(name, index, problems)
+        if key is not None:
+            keys[name] = key
+    modules = _oriented(adapter, {n: weights.info(k).shape for n, k in keys.items()})
+    for name, key in sorted(keys.items()):
         info = weights.info(key)
-        expected = module.shape[::-1] if module.transposed_in_base else module.shape
-        if tuple(info.shape) != tuple(expected):
-            layout = "(in, out)" if module.transposed_in_base else "(out, in)"
-            problems.append(
-                f"module {name!r} (A {tuple(module.A.shape)}, B {tuple(module.B.shape)}) needs base weight "
-                f"{key!r} stored {layout} = {tuple(expected)}, but it is {tuple(info.shape)}"
-            )
-        elif info.dtype not in TORCH_DTYPES:
+        if info.dtype not in TORCH_DTYPES:
             problems.append(
                 f"base weight {key!r} has dtype {info.dtype}; only F16/BF16/F32/F64 can be merged"
             )
-        elif key in plan.values():
-            other = next(m for m, k in plan.items() if k == key)
-            problems.append(f"modules {other!r} and {name!r} both resolve to base weight {key!r}")
+            continue
+        update = _module_update(name, modules.get(name), adapter.other.get(name), key, info, problems)
+        if update is None:
+            continue
+        _add(plan, key, update, problems)
+        bias = _bias_update(name, modules.get(name), adapter.other.get(name), key, weights, problems)
+        if bias is not None:
+            _add(plan, key.removesuffix(".weight") + ".bias", bias, problems)
+    for name, tensor in sorted(adapter.saved.items()):
+        module, _, param = name.rpartition(".")
+        key = _resolve(module, index, problems, what="module in modules_to_save")
+        if key is None:
+            continue
+        target = key if param == "weight" else key.removesuffix(".weight") + f".{param}"
+        if target not in weights.locations:
+            problems.append(f"saved tensor {name!r} has no base tensor {target!r} to replace")
+            continue
+        base = weights.info(target)
+        if base.dtype not in TORCH_DTYPES:
+            problems.append(
+                f"base tensor {target!r} has dtype {base.dtype}; only F16/BF16/F32/F64 can be merged"
+            )
+        elif tuple(tensor.shape[1:]) != tuple(base.shape[1:]) or tensor.ndim != len(base.shape):
+            problems.append(
+                f"saved tensor {name!r} {tuple(tensor.shape)} cannot replace base tensor {target!r} "
+                f"{tuple(base.shape)}: only the rows may differ (a resized vocabulary)"
+            )
         else:
-            plan[name] = key
+            _add(plan, target, _Update("replace", name, tensor=tensor), problems)
     if problems:
         listed = "\n".join(f"- {p}" for p in problems[:20])
         more = f"\n- ... and {len(problems) - 20} more" if len(problems) > 20 else ""
@@ -195,40 +228,183 @@ def _plan(adapter: LoraAdapter, weights: SafetensorsWeights) -> dict[str, str]:
     return plan
 
 
+def _resolve(
+    name: str, index: WeightIndex[TensorInfo], problems: list[str], *, what: str = "module"
+) -> str | None:
+    key, candidates = index.resolve(name)
+    if key is None:
+        if candidates:
+            problems.append(f"{what} {name!r} matches several base weights ({', '.join(candidates[:5])})")
+        else:
+            near = index.near(name)
+            hint = f"; the base has e.g. {', '.join(repr(k) for k in near)}" if near else ""
+            problems.append(
+                f"{what} {name!r} has no weight in the base ({name + '.weight'!r} or a prefix variant{hint})"
+            )
+    return key
+
+
+def _oriented(adapter: LoraAdapter, shapes: dict[str, tuple[int, ...]]) -> dict[str, LoraModule]:
+    """The LoRA modules with ``transposed_in_base`` decided per module, as PEFT does by layer type: a Linear
+    weight is (out, in), GPT-2's Conv1D (in, out) whatever ``fan_in_fan_out`` says. A square weight follows
+    its namesakes in other layers, else all the other modules, else the config."""
+    fits: dict[str, set[bool]] = {}
+    for name, module in adapter.modules.items():
+        if module.kind == "linear" and name in shapes and len(shapes[name]) == 2:
+            fits[name] = {
+                t for t in (False, True) if tuple(shapes[name]) == (module.shape[::-1] if t else module.shape)
+            }
+    decided = {name: next(iter(f)) for name, f in fits.items() if len(f) == 1}
+    by_last: dict[str, set[bool]] = defaultdict(set)
+    for name, flag in decided.items():
+        by_last[name.rpartition(".")[2]].add(flag)
+    everyone = set(decided.values())
+    result = {}
+    for name, module in adapter.modules.items():
+        flag = decided.get(name, module.transposed_in_base)
+        if len(fits.get(name, ())) == 2:
+            siblings = by_last.get(name.rpartition(".")[2], set())
+            flag = (
+                next(iter(siblings))
+                if len(siblings) == 1
+                else (next(iter(everyone)) if len(everyone) == 1 else module.transposed_in_base)
+            )
+        result[name] = (
+            module
+            if flag == module.transposed_in_base
+            else dataclasses.replace(module, transposed_in_base=flag)
+        )
+    return result
+
+
+def _module_update(
+    name: str,
+    module: LoraModule | None,
+    other: OtherModule | None,
+    key: str,
+    info: TensorInfo,
+    problems: list[str],
+) -> _Update | None:
+    shape = tuple(info.shape)
+    if module is not None:
+        expected = module.shape[::-1] if module.transposed_in_base else module.shape
+        if shape != tuple(expected):
+            layout = "(in, out)" if module.transposed_in_base else "(out, in)"
+            problems.append(
+                f"module {name!r} (A {tuple(module.A.shape)}, B {tuple(module.B.shape)}) needs base weight "
+                f"{key!r} stored {layout} = {tuple(expected)}, but it is {shape}"
+            )
+            return None
+        if module.magnitude is not None and tuple(module.magnitude.shape) != (module.shape[0],):
+            problems.append(
+                f"module {name!r}: its DoRA magnitude {tuple(module.magnitude.shape)} is not one value per "
+                f"output feature ({module.shape[0]},)"
+            )
+            return None
+        return _Update("dora" if module.magnitude is not None else "lora", name, lora=module)
+    assert other is not None
+    if other.kind == "loha":
+        out_in = other.shape
+        assert out_in is not None
+        for transposed in (other.transposed_in_base, not other.transposed_in_base):
+            if shape == (out_in[::-1] if transposed else out_in):
+                return _Update("loha", name, other=dataclasses.replace(other, transposed_in_base=transposed))
+        problems.append(f"LoHa module {name!r} updates a {out_in} (out, in) weight but {key!r} is {shape}")
+        return None
+    vector = tuple(other.tensors["ia3_l"].shape)
+    for transposed in (other.transposed_in_base, not other.transposed_in_base):
+        oriented = vector[::-1] if transposed else vector
+        if len(shape) == 2 and all(v in (1, s) for v, s in zip(oriented, shape, strict=True)):
+            return _Update("ia3", name, other=dataclasses.replace(other, transposed_in_base=transposed))
+    problems.append(f"IA3 module {name!r}: ia3_l {vector} does not scale base weight {key!r} {shape}")
+    return None
+
+
+def _bias_update(
+    name: str,
+    module: LoraModule | None,
+    other: OtherModule | None,
+    key: str,
+    weights: SafetensorsWeights,
+    problems: list[str],
+) -> _Update | None:
+    bias_key = key.removesuffix(".weight") + ".bias"
+    has_bias = key.endswith(".weight") and bias_key in weights.locations
+    if module is not None and module.bias is not None:
+        if not has_bias:
+            problems.append(
+                f"module {name!r} has a lora_B.bias but base layer {key.removesuffix('.weight')!r} has no "
+                "bias; PEFT cannot merge lora_bias into it either"
+            )
+            return None
+        if tuple(weights.info(bias_key).shape) != (module.shape[0],):
+            problems.append(
+                f"base bias {bias_key!r} {weights.info(bias_key).shape} is not ({module.shape[0]},)"
+            )
+            return None
+        return _Update("lora_bias", name, lora=module)
+    if other is not None and other.kind == "ia3" and not other.feedforward and has_bias:
+        return _Update("ia3_bias", name, other=other)
+    return None
+
+
+def _add(plan: dict[str, _Update], key: str, update: _Update, problems: list[str]) -> None:
+    if key in plan:
+        problems.append(f"{plan[key].module!r} and {update.module!r} both change base tensor {key!r}")
+    else:
+        plan[key] = update
+
+
 def _write(
     adapter: LoraAdapter,
     weights: SafetensorsWeights,
-    plan: dict[str, str],
+    plan: dict[str, _Update],
     out: Path,
     device: torch.device,
 ) -> dict[str, Any]:
-    by_tensor = {key: name for name, key in plan.items()}
     merged, peak = [], 0
+    new_shapes: dict[str, tuple[int, ...]] = {}
     for shard, header in sorted(weights.headers.items()):
-        shutil.copyfile(weights.directory / shard, out / shard)
-        targeted = sorted((info for key, info in header.tensors.items() if key in by_tensor), key=_begin)
-        if not targeted:
-            continue
-        with (out / shard).open("r+b") as handle:
-            for info in targeted:
-                module = adapter.modules[by_tensor[info.name]]
-                buffer = bytearray(info.end - info.begin)
-                handle.seek(header.data_start + info.begin)
-                handle.readinto(buffer)
-                weight = torch.frombuffer(buffer, dtype=TORCH_DTYPES[info.dtype]).view(info.shape)
-                _add_delta(weight, module, device)
-                handle.seek(header.data_start + info.begin)
-                handle.write(buffer)
-                merged.append({"module": by_tensor[info.name], "tensor": info.name, "shard": shard})
-                peak = max(peak, len(buffer))
+        targeted = sorted((info for key, info in header.tensors.items() if key in plan), key=_begin)
+        reshaped = {
+            info.name: tuple(plan[info.name].tensor.shape)  # type: ignore[union-attr]
+            for info in targeted
+            if plan[info.name].kind == "replace" and tuple(plan[info.name].tensor.shape) != info.shape  # type: ignore[union-attr]
+        }
+        if reshaped:
+            _rewrite_shard(weights, shard, header, plan, out / shard, device)
+            new_shapes.update(reshaped)
+        else:
+            shutil.copyfile(weights.directory / shard, out / shard)
+            with (out / shard).open("r+b") as handle:
+                for info in targeted:
+                    buffer = bytearray(info.end - info.begin)
+                    handle.seek(header.data_start + info.begin)
+                    handle.readinto(buffer)
+                    weight = torch.frombuffer(buffer, dtype=TORCH_DTYPES[info.dtype]).view(info.shape)
+                    _apply(plan[info.name], weight, device)
+                    handle.seek(header.data_start + info.begin)
+                    handle.write(buffer)
+                    peak = max(peak, len(buffer))
+        for info in targeted:
+            update = plan[info.name]
+            merged.append(
+                {"module": update.module, "tensor": info.name, "shard": shard, "update": update.kind}
+            )
+    new_headers = (
+        {shard: parse_header_file(out / shard) for shard in weights.headers}
+        if new_shapes
+        else weights.headers
+    )
     if weights.index is not None:
-        total = sum(info.end - info.begin for h in weights.headers.values() for info in h.tensors.values())
+        total = sum(info.end - info.begin for h in new_headers.values() for info in h.tensors.values())
         metadata = {**(weights.index.get("metadata") or {}), "total_size": total}
         index = {"metadata": metadata, "weight_map": dict(sorted(weights.locations.items()))}
         (out / INDEX_FILE).write_text(json.dumps(index, indent=2) + "\n")
-    copied, skipped = _copy_other_files(weights, out)
+    copied, skipped = _copy_other_files(weights, out, _config_changes(new_shapes))
+    kinds = [m["update"] for m in merged]
     return {
-        "modules_merged": len(merged),
+        "modules_merged": sum(k in ("lora", "dora", "ia3", "loha") for k in kinds),
         "merged": sorted(merged, key=lambda m: m["tensor"]),
         "tensors_copied": len(weights.locations) - len(merged),
         "shards_written": sorted(weights.headers),
@@ -239,7 +415,119 @@ def _write(
         "files_copied": copied,
         "files_skipped": skipped,
         "device": str(device),
+        "peft_type": adapter.peft_type,
+        "dora_modules": kinds.count("dora"),
+        "biases_merged": kinds.count("lora_bias") + kinds.count("ia3_bias"),
+        "tensors_replaced": sorted(m["tensor"] for m in merged if m["update"] == "replace"),
+        "resized": {name: list(shape) for name, shape in sorted(new_shapes.items())},
     }
+
+
+def _rewrite_shard(
+    weights: SafetensorsWeights,
+    shard: str,
+    header: SafetensorsHeader,
+    plan: dict[str, _Update],
+    path: Path,
+    device: torch.device,
+) -> None:
+    """Write ``shard`` anew, tensor by tensor in its order, with a header for the replaced tensors' shapes."""
+    order = sorted(header.tensors.values(), key=_begin)
+    entries: dict[str, Any] = {"__metadata__": header.metadata} if header.metadata else {}
+    offset = 0
+    sizes = {}
+    for info in order:
+        update = plan.get(info.name)
+        shape = tuple(update.tensor.shape) if update is not None and update.kind == "replace" else info.shape  # type: ignore[union-attr]
+        size = (info.end - info.begin) if shape == info.shape else _nbytes(info.dtype, shape)
+        entries[info.name] = {
+            "dtype": info.dtype,
+            "shape": list(shape),
+            "data_offsets": [offset, offset + size],
+        }
+        sizes[info.name] = size
+        offset += size
+    raw = json.dumps(entries, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with (weights.directory / shard).open("rb") as source, path.open("wb") as target:
+        target.write(struct.pack("<Q", len(raw)) + raw)
+        for info in order:
+            update = plan.get(info.name)
+            if update is None:
+                source.seek(header.data_start + info.begin)
+                left = info.end - info.begin
+                while left:
+                    chunk = source.read(min(left, _CHUNK))
+                    target.write(chunk)
+                    left -= len(chunk)
+                continue
+            if update.kind == "replace":
+                assert update.tensor is not None
+                data = update.tensor.to("cpu", TORCH_DTYPES[info.dtype]).contiguous()
+                target.write(data.view(torch.uint8).numpy().tobytes() if data.numel() else b"")
+                continue
+            weight = _read_tensor(source, header.data_start, info)
+            _apply(update, weight, device)
+            target.write(weight.contiguous().view(torch.uint8).numpy().tobytes())
+
+
+def _nbytes(dtype: str, shape: tuple[int, ...]) -> int:
+    count = 1
+    for dim in shape:
+        count *= dim
+    return count * TORCH_DTYPES[dtype].itemsize
+
+
+def _config_changes(new_shapes: dict[str, tuple[int, ...]]) -> dict[str, Any]:
+    """config.json fields that follow a resized embedding or head: ``vocab_size``."""
+    rows = {
+        shape[0]
+        for name, shape in new_shapes.items()
+        if name.removesuffix(".weight").endswith(_VOCAB_MODULES)
+    }
+    if len(rows) == 1:
+        return {"vocab_size": rows.pop()}
+    return {}
+
+
+def _apply(update: _Update, weight: torch.Tensor, device: torch.device) -> None:
+    """Apply one planned update to ``weight`` (a CPU tensor over the shard's bytes) in place."""
+    if update.kind == "lora":
+        assert update.lora is not None
+        _add_delta(weight, update.lora, device)
+        return
+    if update.kind == "replace":
+        assert update.tensor is not None
+        weight.copy_(update.tensor.to(weight.dtype))
+        return
+    work = weight.to(device, torch.float32, copy=True)
+    if update.kind == "dora":
+        module = update.lora
+        assert module is not None and module.magnitude is not None
+        merged = work + module.base_orientation_delta(torch.float32).to(device)
+        dim = 0 if module.transposed_in_base else 1
+        norm = torch.linalg.norm(merged, dim=dim, keepdim=True)
+        magnitude = module.magnitude.to(device, torch.float32)
+        magnitude = magnitude.view(1, -1) if module.transposed_in_base else magnitude.view(-1, 1)
+        work = merged * (magnitude / norm)
+    elif update.kind == "lora_bias":
+        assert update.lora is not None and update.lora.bias is not None
+        work = work + update.lora.bias.to(device, torch.float32) * update.lora.scale
+    elif update.kind in ("ia3", "ia3_bias"):
+        assert update.other is not None
+        vector = update.other.tensors["ia3_l"].to(device, torch.float32)
+        if update.kind == "ia3_bias":
+            vector = vector.reshape(work.shape)
+        elif update.other.transposed_in_base:
+            vector = vector.T
+        work = work * vector
+    elif update.kind == "loha":
+        assert update.other is not None
+        delta = update.other.delta(torch.float32).to(device)
+        work = work + (delta.T if update.other.transposed_in_base else delta)
+    else:
+        raise AssertionError(update.kind)
+    weight.copy_(work.to(weight.dtype))
 
 
 def _add_delta(weight: torch.Tensor, module: LoraModule, device: torch.device) -> None:
@@ -272,7 +560,9 @@ def _exact_in(tensor: torch.Tensor, dtype: torch.dtype) -> bool:
     return tensor.dtype == dtype or torch.equal(tensor.to(dtype).to(tensor.dtype), tensor)
 
 
-def _copy_other_files(weights: SafetensorsWeights, out: Path) -> tuple[list[str], list[str]]:
+def _copy_other_files(
+    weights: SafetensorsWeights, out: Path, config_changes: dict[str, Any] | None = None
+) -> tuple[list[str], list[str]]:
     copied, skipped = [], []
     for path in sorted(weights.directory.iterdir()):
         if path.name in weights.headers or path.name == INDEX_FILE:
@@ -280,7 +570,13 @@ def _copy_other_files(weights: SafetensorsWeights, out: Path) -> tuple[list[str]
         if not path.is_file() or path.name.endswith(_WEIGHT_SUFFIXES):
             skipped.append(path.name)
             continue
-        shutil.copyfile(path, out / path.name)
+        if path.name == "config.json" and config_changes:
+            config = json.loads(path.read_text())
+            if isinstance(config, dict):
+                config.update({k: v for k, v in config_changes.items() if k in config})
+            (out / path.name).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        else:
+            shutil.copyfile(path, out / path.name)
         copied.append(path.name)
     return copied, skipped
 

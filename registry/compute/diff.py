@@ -19,7 +19,7 @@ import torch
 
 from registry.compute.extract import lora_config_for
 from registry.compute.lora import IncompatibleAdapters, LoraAdapter, LoraModule
-from registry.compute.lowrank import compare, factored_svd, frobenius_inner, truncate
+from registry.compute.lowrank import compare, factored_svd, frobenius_inner, one_thread, truncate
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -102,35 +102,37 @@ def adapter_diff(a: LoraAdapter, b: LoraAdapter) -> AdapterDiff:
     """Per-module norms, distance and cosine of ``a`` and ``b``; a module on one side only counts with the
     other side's norm 0 (distance = its norm, relative 1, cosine None). Raises ``IncompatibleAdapters`` when
     a module has different shapes on the two sides."""
-    modules = []
-    for name in sorted(a.modules.keys() | b.modules.keys()):
-        ma, mb = a.modules.get(name), b.modules.get(name)
-        layer, module_type = split_name(name)
-        if ma is None or mb is None:
-            present = ma if ma is not None else mb
-            assert present is not None
-            norm = _norm(present)
-            norm_a, norm_b = (norm, 0.0) if ma is not None else (0.0, norm)
-            relative = 1.0 if norm > 0 else 0.0
-            modules.append(ModuleDiff(name, layer, module_type, norm_a, norm_b, norm, relative, None))
-            continue
-        _check_pair(name, ma, mb)
-        if _identical(ma, mb):  # exactly 0, not the QR core's rounding error
-            norm = _norm(ma)
-            modules.append(ModuleDiff(name, layer, module_type, norm, norm, 0.0, 0.0, 1.0 if norm else None))
-            continue
-        device = ma.A.device
-        # ΔW_a first: norm1 = ‖ΔW_a‖, distance = ‖ΔW_a − ΔW_b‖ (factors read exactly into fp64 inside)
-        c = compare(ma.B, ma.A, mb.B.to(device), mb.A.to(device), scale1=ma.scale, scale2=mb.scale)
-        largest = max(c.norm1, c.norm2)
-        relative = c.distance / largest if largest > 0 else 0.0
-        modules.append(ModuleDiff(name, layer, module_type, c.norm1, c.norm2, c.distance, relative, c.cosine))
+    names = sorted(a.modules.keys() | b.modules.keys())
+    # on one thread: each module is ~1 ms of r×r Gram work, which a second thread speeds up by a third
+    # but which waits many milliseconds whenever that thread is descheduled on a shared CPU
+    with one_thread():
+        modules = [_module_diff(name, a.modules.get(name), b.modules.get(name)) for name in names]
     return AdapterDiff(
         modules=modules,
         only_in_a=sorted(a.modules.keys() - b.modules.keys()),
         only_in_b=sorted(b.modules.keys() - a.modules.keys()),
         config_changes=_config_changes(a.config, b.config),
     )
+
+
+def _module_diff(name: str, ma: LoraModule | None, mb: LoraModule | None) -> ModuleDiff:
+    layer, module_type = split_name(name)
+    if ma is None or mb is None:
+        present = ma if ma is not None else mb
+        assert present is not None
+        norm = _norm(present)
+        norm_a, norm_b = (norm, 0.0) if ma is not None else (0.0, norm)
+        return ModuleDiff(name, layer, module_type, norm_a, norm_b, norm, 1.0 if norm > 0 else 0.0, None)
+    _check_pair(name, ma, mb)
+    if _identical(ma, mb):  # exactly 0, not the QR core's rounding error
+        norm = _norm(ma)
+        return ModuleDiff(name, layer, module_type, norm, norm, 0.0, 0.0, 1.0 if norm else None)
+    device = ma.A.device
+    # ΔW_a first: norm1 = ‖ΔW_a‖, distance = ‖ΔW_a − ΔW_b‖ (factors read exactly into fp64 inside)
+    c = compare(ma.B, ma.A, mb.B.to(device), mb.A.to(device), scale1=ma.scale, scale2=mb.scale)
+    largest = max(c.norm1, c.norm2)
+    relative = c.distance / largest if largest > 0 else 0.0
+    return ModuleDiff(name, layer, module_type, c.norm1, c.norm2, c.distance, relative, c.cosine)
 
 
 def difference_adapter(
@@ -160,7 +162,7 @@ def difference_adapter(
         A = torch.cat([p[1].float() for p in parts], dim=0)
         entry: dict[str, Any] = {"rank": A.shape[0], "error": 0.0, "relative_error": 0.0}
         if rank is not None:
-            svd = factored_svd(B.double(), A.double())
+            svd = factored_svd(B.double(), A.double(), rank=rank)
             B64, A64, relative_error = truncate(svd, rank)
             B, A = B64.float(), A64.float()
             norm = float(torch.linalg.vector_norm(svd.S))

@@ -98,7 +98,9 @@ class BlobUpload(Base):
 
 
 class BaseModel(Base):
-    """A base model: its shape manifest, and the SHAs it answers to (``base_model_shas``)."""
+    """A base model: its shape manifest, and the SHAs it answers to (``base_model_shas``). A quantized
+    base (``quantization``: how its weights are stored, e.g. bnb-nf4) may be linked to the full-precision
+    base it was quantized from: adapters of either fit both."""
 
     __tablename__ = "base_models"
 
@@ -108,10 +110,13 @@ class BaseModel(Base):
     manifest: Mapped[dict[str, Any]] = mapped_column(deferred=True)  # every weight's shape: large
     stored_files: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)  # for merge-into-base jobs
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    quantization: Mapped[str | None] = mapped_column(String(32))  # the manifest's (null: full precision)
+    quantized_from_id: Mapped[int | None] = mapped_column(ForeignKey("base_models.id"), index=True)
 
     shas: Mapped[list[BaseModelSha]] = relationship(
         back_populates="base", order_by="BaseModelSha.kind", lazy="selectin"
     )
+    quantized_from: Mapped[BaseModel | None] = relationship(remote_side=[id])
 
 
 class BaseModelSha(Base):
@@ -133,6 +138,7 @@ class Version(Base):
         UniqueConstraint("repository_id", "number"),
         UniqueConstraint("repository_id", "digest"),
         CheckConstraint(HEX64.format(col="digest"), name="digest_hex64"),
+        CheckConstraint("trained_on IN ('quantized', 'full')", name="trained_on_known"),
         Index("ix_versions_digest", "digest"),
     )
 
@@ -154,6 +160,9 @@ class Version(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     yanked_at: Mapped[datetime | None]
     yank_reason: Mapped[str | None] = mapped_column(Text)
+    # whether the adapter was trained on a quantized base or a full-precision one (its base, or the other
+    # of a quantized pair: both fit it)
+    trained_on: Mapped[str] = mapped_column(String(16), default="full", server_default="full")
 
     repository: Mapped[Repository] = relationship(lazy="joined", innerjoin=True)
     base: Mapped[BaseModel] = relationship(lazy="joined", innerjoin=True)

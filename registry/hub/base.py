@@ -55,6 +55,14 @@ class HubFiles:
             lambda offset, length: reader.read_at(name, offset, length), self._size(name), filename=name
         )
 
+    def read_at(self, name: str, offset: int, length: int) -> bytes:
+        file = self.files[name]
+        if file.cached is not None:
+            with file.cached.open("rb") as handle:
+                handle.seek(offset)
+                return handle.read(length)
+        return self._remote(name).read_at(name, offset, length)
+
     def sha256(self, name: str) -> str:
         file = self.files[name]
         if file.sha256 is not None:

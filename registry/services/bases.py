@@ -1,5 +1,9 @@
 """Base models: registration from a shape manifest, and the one resolver of every way a caller names a
-base (``registry.refs.BASE_FORMS``: NAME, NAME@SHA, a whole SHA or a prefix of one), for every route."""
+base (``registry.refs.BASE_FORMS``: NAME, NAME@SHA, a whole SHA or a prefix of one), for every route.
+
+A quantized base (bitsandbytes 4-bit or 8-bit weights, recorded at their logical shapes) may be linked to
+the full-precision base it was quantized from: the pair has the same shapes, so an adapter of one fits the
+other, and its version records which it was trained on (``trained_on``)."""
 
 from __future__ import annotations
 
@@ -45,11 +49,13 @@ def register_base(
     revision: str | None = None,
     files: list[FileEntry] | None = None,
     store: BlobStore | None = None,
+    quantized_from: str | None = None,
 ) -> Registration:
     """Record a base model, or add an HF revision or its uploaded files to a known one. Base models are
     shared by every namespace, so this is an unrestricted admin's. ``files`` are the base directory's
     uploaded files (weights, config, tokenizer), which merge-into-base jobs need; their weight files must
-    be the ones the manifest was read from, and a base's files, once stored, are not replaced by others."""
+    be the ones the manifest was read from, and a base's files, once stored, are not replaced by others.
+    ``quantized_from`` names the full-precision base a quantized one was made from (any of BASE_FORMS)."""
     principal.require_unrestricted("admin", "registering a base model")
     validate_base_name(name)
     if revision is not None:
@@ -62,7 +68,15 @@ def register_base(
     search_index.changed(session)  # a base= filter naming it, or its revision, now finds it
     base = queries.get_base_by_digest(session, digest)
     assert base is not None
+    if created:
+        base.quantization = manifest.quantization
+    elif manifest.quantization is not None and base.quantization is None:
+        # registered before quantized weights were read at their logical shapes: read them so now
+        base.manifest, base.quantization = manifest.to_json(), manifest.quantization
+        added.append("quantization")
     queries.ensure_base_sha(session, sha=digest, kind="content", base_id=base.id)
+    if quantized_from is not None and _link(session, base, manifest, quantized_from):
+        added.append("quantized_from")
     if files is not None:
         assert store is not None
         stored = _stored_files(session, store, manifest, files, principal)
@@ -89,9 +103,81 @@ def register_base(
         principal,
         "base.register",
         target=f"{base.name}@{digest}",
-        detail={"created": created, "added": added, "revision": revision, "files": files is not None},
+        detail={
+            "created": created,
+            "added": added,
+            "revision": revision,
+            "files": files is not None,
+            "quantized_from": quantized_from,
+        },
     )
     return Registration(base, added)
+
+
+def _link(session: Session, base: BaseModel, manifest: BaseManifest, spec: str) -> bool:
+    """Link the quantized ``base`` to the full-precision base ``spec`` names; whether the link is new.
+    The two must have the same weights at the same (logical) shapes."""
+    full = get_base(session, spec)
+    if base.quantization is None:
+        raise InvalidInput(
+            f"--quantized-from links a quantized base to its full-precision one, but {base.name} "
+            f"(sha256:{base.content_digest}) has no bitsandbytes-quantized weights"
+        )
+    if full.quantization is not None:
+        raise InvalidInput(
+            f"--quantized-from must name a full-precision base; {full.name} (sha256:{full.content_digest}) "
+            f"is quantized too ({full.quantization})"
+            + (
+                f": name the base it was quantized from, {full.quantized_from.name}"
+                if full.quantized_from
+                else ""
+            )
+        )
+    if base.quantized_from_id is not None:
+        if base.quantized_from_id == full.id:
+            return False
+        assert base.quantized_from is not None
+        raise Conflict(
+            f"{base.name} (sha256:{base.content_digest}) is linked to {base.quantized_from.name} "
+            f"(sha256:{base.quantized_from.content_digest}) already; a quantized base has one full base"
+        )
+    ours = {name: w.shape for name, w in manifest.weights.items()}
+    theirs = {name: w.shape for name, w in BaseManifest.from_json(full.manifest).weights.items()}
+    if ours != theirs:
+        differ = sorted(name for name in ours.keys() | theirs.keys() if ours.get(name) != theirs.get(name))
+        listed = ", ".join(f"{n} ({_shape(ours.get(n))} vs {_shape(theirs.get(n))})" for n in differ[:5])
+        raise InvalidInput(
+            f"{base.name} cannot be a quantization of {full.name}: {len(differ)} weights differ in name or "
+            f"(logical) shape, e.g. {listed}; name the base these weights were quantized from"
+        )
+    base.quantized_from_id = full.id
+    session.flush()
+    session.refresh(base)
+    return True
+
+
+def _shape(shape: tuple[int, ...] | None) -> str:
+    return "missing" if shape is None else "×".join(map(str, shape))
+
+
+def pair_of(base: BaseModel) -> int:
+    """The id of the full-precision base of ``base``'s pair (its own if it is not quantized from one)."""
+    return base.quantized_from_id if base.quantized_from_id is not None else base.id
+
+
+def trained_on(session: Session, base: BaseModel, config_name: str | None) -> str:
+    """``quantized`` for an adapter pushed for a quantized base, or for its full base when the adapter's
+    config names a quantized base of the pair (trained in 4-bit, pushed for the base it will be merged
+    into); else ``full``."""
+    if base.quantization is not None:
+        return "quantized"
+    named = queries.get_bases_by_name(session, config_name) if config_name else []
+    return "quantized" if any(b.quantization and pair_of(b) == base.id for b in named) else "full"
+
+
+def same_pair(one: BaseModel, other: BaseModel) -> bool:
+    """Whether an adapter made for ``one`` fits ``other``: the same base, or the two of a quantized pair."""
+    return pair_of(one) == pair_of(other)
 
 
 def _stored_files(

@@ -36,7 +36,7 @@ from registry.errors import BaseMismatch, Conflict, InvalidInput, NotFound, Regi
 from registry.principal import Principal
 from registry.refs import RepoRef, validate_name
 from registry.selectors import parse_label
-from registry.services import audit, repos, webhooks
+from registry.services import audit, bases, repos, webhooks
 from registry.services.bases import get_base
 from registry.services.pages import check_limit
 from registry.services.versions import get_version
@@ -448,8 +448,9 @@ def _item(entry: DeploymentEntry, version: Version) -> dict[str, Any]:
 
 
 def _base_refusal(deployment: Deployment, version: Version, where: str) -> str | None:
-    """Why ``version`` cannot be served by ``deployment`` (made for another base), or None."""
-    if version.base_id == deployment.base_id:
+    """Why ``version`` cannot be served by ``deployment`` (made for another base, not of its quantized
+    pair), or None."""
+    if bases.pair_of(version.base) == bases.pair_of(deployment.base):
         return None
     return (
         f"{where} is #{version.number} (sha256:{version.digest[:12]}), made for base {version.base.name} "

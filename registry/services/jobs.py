@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from registry.adapters.config import MERGE_BASE_TYPES
 from registry.compute.methods import METHODS
 from registry.db import queries
 from registry.db.models import Job, Version, as_utc, utcnow
@@ -256,12 +257,20 @@ def _check_inputs(kind: str, wanted_kind: str, found: Sequence[Version]) -> None
     """Refuse, before any job exists, inputs the job would fail on: the wrong kind of version, inputs
     of different bases, or (merge-base, extract) a base whose weights the registry does not hold."""
     command = kind.replace("_", "-")
+    computable = ("LORA", *MERGE_BASE_TYPES) if kind == "merge_base" else ("LORA",)
     for version in found:
         have = version.config.get("kind", "adapter")
         if have != wanted_kind:
             raise InvalidInput(
                 f"{_label(version)} is {A_KIND[have]} version; {command} takes {wanted_kind} versions"
                 + WANTED_HINT[wanted_kind]
+            )
+        peft_type = version.config.get("peft_type", "LORA") if have == "adapter" else "LORA"
+        if peft_type not in computable:
+            raise InvalidInput(
+                f"{_label(version)} is a {peft_type} adapter; {command} computes with "
+                f"{', '.join(computable)} adapters only (the registry stores, checks and serves it "
+                "unchanged): merge or convert it with PEFT instead"
             )
     if len({version.base.content_digest for version in found}) > 1:
         raise InvalidInput(

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from registry.adapters import CONFIG_FILE, WEIGHTS_FILE
 from registry.adapters.base_manifest import BaseManifest
-from registry.adapters.compatibility import LoraModule, check_adapter
+from registry.adapters.compatibility import AdapterCheck, check, check_adapter
 from registry.adapters.config import LoraConfig, parse_adapter_config
 from registry.adapters.model_card import Lineage
 from registry.adapters.safetensors_header import SafetensorsHeader, parse_header
@@ -30,7 +30,7 @@ from registry.errors import InvalidAdapter, InvalidInput
 from registry.principal import Principal
 from registry.refs import DEFAULT_TAG, Ref, RepoName, RepoRef, validate_name
 from registry.services import audit, cards, deployments, repos, search_index, webhooks
-from registry.services.bases import find_adapter_base, resolve_base
+from registry.services.bases import find_adapter_base, resolve_base, trained_on
 from registry.services.blobs import FileEntry, check_files
 from registry.services.tags import set_tag
 from registry.services.versions import find_version
@@ -107,6 +107,7 @@ def push_version(
             config=summary,
             base_id=base.id,
             base_sha=base_sha,
+            trained_on=trained_on(session, base, summary.get("base_model_name_or_path")),
             author=request.author,
             pushed_by=principal.name,
             message=request.message,
@@ -170,8 +171,8 @@ def _check_adapter(
         config_name=config.base_model_name_or_path,
         fits=lambda manifest: _fits(config, header, manifest),
     )
-    modules = check_adapter(config, header, BaseManifest.from_json(base.manifest))
-    return base, sha, _config_summary(config, modules, base)
+    found = check(config, header, BaseManifest.from_json(base.manifest))
+    return base, sha, _config_summary(config, found, base)
 
 
 def _check_model(
@@ -247,8 +248,10 @@ def _parents(
     return parents
 
 
-def _config_summary(config: LoraConfig, modules: list[LoraModule], base: BaseModel) -> dict[str, Any]:
+def _config_summary(config: LoraConfig, found: AdapterCheck, base: BaseModel) -> dict[str, Any]:
+    modules = found.modules
     return {
+        **found.summary(),  # peft_type, use_dora, per-module fan_in_fan_out, modules_to_save, resized
         "kind": "adapter",
         "peft_type": config.peft_type,
         "r": config.r,

@@ -57,6 +57,9 @@ class Resolved:
     base_sha: str
     base_content_digest: str
     visibility: str
+    trained_on: (
+        str  # quantized or full: the base the adapter was trained on (either of a quantized pair fits)
+    )
 
 
 async def resolve(
@@ -80,7 +83,8 @@ async def resolve(
     if not row.base_matches:
         raise BaseMismatch(
             f"{target} was made for base {row.base_name} (sha {row.base_sha}), not for base "
-            f"{base_sha}; pick an adapter trained on {base_sha} or run the base it was made for"
+            f"{base_sha} (nor is that its quantized or full-precision twin); pick an adapter trained on "
+            f"{base_sha} or run the base it was made for"
         )
     return Resolved(
         repo=str(target.repo),
@@ -95,6 +99,7 @@ async def resolve(
         base_sha=row.base_sha,
         base_content_digest=row.base_content_digest,
         visibility=row.visibility,
+        trained_on=row.trained_on,
     )
 
 

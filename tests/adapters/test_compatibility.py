@@ -8,7 +8,7 @@ import pytest
 from peft.tuners.lora import LoraLayer
 
 from registry.adapters.base_manifest import BaseManifest, WeightShape
-from registry.adapters.compatibility import LoraModule, check_adapter
+from registry.adapters.compatibility import LoraModule, check, check_adapter
 from registry.adapters.config import LoraConfig, parse_adapter_config
 from registry.errors import InvalidAdapter
 
@@ -135,20 +135,30 @@ def test_lora_b_wrong_out_features(llama_adapter: SavedAdapter, llama_base: Base
     assert "A must be (4, 64) and B (32, 4)" in message
 
 
-def test_fan_in_fan_out_missing_on_conv1d(gpt2_adapter: SavedAdapter, gpt2_base: BaseManifest) -> None:
+def test_fan_in_fan_out_is_decided_per_module_on_conv1d(
+    gpt2_adapter: SavedAdapter, gpt2_base: BaseManifest
+) -> None:
+    """PEFT sets fan_in_fan_out per layer (Conv1D: true) whatever the config says; so does the check."""
+    expected = check_adapter(gpt2_adapter.config, gpt2_adapter.header, gpt2_base)
     config = reconfigured(gpt2_adapter.config, fan_in_fan_out=False)
-    message = _refusal(config, gpt2_adapter.header, gpt2_base)
-    assert "module 'transformer.h.0.attn.c_attn': A (4, 32) and B (96, 4)" in message
-    assert "stored (out, in) since fan_in_fan_out=false" in message
-    assert "They fit with fan_in_fan_out=true" in message
+    modules = check_adapter(config, gpt2_adapter.header, gpt2_base)
+    assert modules == expected and all(m.fan_in_fan_out for m in modules)
 
 
 def test_fan_in_fan_out_on_linear_layers(llama_adapter: SavedAdapter, llama_base: BaseManifest) -> None:
     config = reconfigured(llama_adapter.config, fan_in_fan_out=True)
-    message = _refusal(config, llama_adapter.header, llama_base)
-    assert "model.layers.0.self_attn.k_proj" in message  # (32, 64): not square, so the orientation matters
-    assert "They fit with fan_in_fan_out=false" in message
-    assert Q0 not in message.replace(f"{Q0}.", "")  # square q_proj fits either way
+    modules = check_adapter(config, llama_adapter.header, llama_base)
+    # k_proj (32, 64) fits only (out, in); square q_proj follows the adapter's other modules, as PEFT's
+    # Linear layers all get fan_in_fan_out=false
+    assert not any(m.fan_in_fan_out for m in modules)
+    assert modules == check_adapter(llama_adapter.config, llama_adapter.header, llama_base)
+
+
+def test_factors_that_fit_neither_orientation(llama_adapter: SavedAdapter, llama_base: BaseManifest) -> None:
+    k0_a = f"{P}model.layers.0.self_attn.k_proj.lora_A.weight"
+    header = rebuilt(llama_adapter.header, change={k0_a: ("F32", (4, 48))})
+    message = _refusal(llama_adapter.config, header, llama_base)
+    assert "module 'model.layers.0.self_attn.k_proj': A (4, 48) and B (32, 4) do not fit" in message
 
 
 def test_rank_differs_from_config_r(llama_adapter: SavedAdapter, llama_base: BaseManifest) -> None:
@@ -209,10 +219,19 @@ def test_ambiguous_suffix_match(llama_adapter: SavedAdapter, llama_base: BaseMan
     assert "(1 problems)" not in message and message.count("module '") == 1
 
 
-def test_non_float_dtype(llama_adapter: SavedAdapter, llama_base: BaseManifest) -> None:
-    header = rebuilt(llama_adapter.header, change={Q0_A: ("I8", (8, 64))})
+@pytest.mark.parametrize("dtype", ["BOOL", "C64", "F8_E8M0", "U16", "U64"])
+def test_dtype_peft_cannot_load(llama_adapter: SavedAdapter, llama_base: BaseManifest, dtype: str) -> None:
+    header = rebuilt(llama_adapter.header, change={Q0_A: (dtype, (8, 64))})
     message = _refusal(llama_adapter.config, header, llama_base)
-    assert f"tensor '{Q0_A}' has dtype I8; adapter tensors must be F16, BF16, F32 or F64" in message
+    assert f"tensor '{Q0_A}' has dtype {dtype}, which PEFT cannot load" in message
+
+
+@pytest.mark.parametrize("dtype", ["I8", "U8", "I16", "I32", "I64", "F8_E4M3", "F8_E5M2"])
+def test_integer_and_fp8_dtypes_pass(
+    llama_adapter: SavedAdapter, llama_base: BaseManifest, dtype: str
+) -> None:
+    header = rebuilt(llama_adapter.header, change={Q0_A: (dtype, (8, 64))})
+    assert len(check_adapter(llama_adapter.config, header, llama_base)) == 14
 
 
 def test_half_precision_dtypes_pass(llama_adapter: SavedAdapter, llama_base: BaseManifest) -> None:
@@ -273,12 +292,28 @@ def test_modules_to_save_shape_must_equal_base(
     embedding_adapter: SavedAdapter, llama_base: BaseManifest
 ) -> None:
     lm_head = f"{P}lm_head.weight"
-    header = rebuilt(embedding_adapter.header, change={lm_head: ("F32", (130, 64))})
+    header = rebuilt(embedding_adapter.header, change={lm_head: ("F32", (128, 65))})
     message = _refusal(embedding_adapter.config, header, llama_base)
     assert (
-        f"tensor '{lm_head}' (130, 64) (modules_to_save) must have the shape of base weight 'lm_head.weight'"
+        f"tensor '{lm_head}' (128, 65) (modules_to_save) must have the shape of base weight 'lm_head.weight'"
         in message
     )
+
+
+def test_modules_to_save_with_a_resized_vocabulary_is_reported(
+    embedding_adapter: SavedAdapter, llama_base: BaseManifest
+) -> None:
+    lm_head = f"{P}lm_head.weight"
+    header = rebuilt(embedding_adapter.header, change={lm_head: ("F32", (130, 64))})
+    found = check(embedding_adapter.config, header, llama_base)
+    (saved,) = found.saved
+    assert (saved.name, saved.shape, saved.base_shape, saved.resized) == (
+        "lm_head",
+        (130, 64),
+        (128, 64),
+        True,
+    )
+    assert found.summary()["resized"] == ["lm_head"]
 
 
 def test_modules_to_save_not_in_config(embedding_adapter: SavedAdapter, llama_base: BaseManifest) -> None:
@@ -308,9 +343,9 @@ def test_every_problem_is_reported(llama_adapter: SavedAdapter, llama_base: Base
     header = rebuilt(
         llama_adapter.header,
         drop=[Q0_B],
-        change={f"{P}model.layers.1.mlp.up_proj.lora_A.weight": ("U8", (4, 64))},
+        change={f"{P}model.layers.1.mlp.up_proj.lora_A.weight": ("BOOL", (4, 64))},
     )
     config = parse_adapter_config(b'{"peft_type": "LORA", "r": 4}')  # no rank_pattern: q_proj (rank 8) is off
     message = _refusal(config, header, llama_base)
     assert message.startswith("Invalid LoRA adapter (")
-    assert "orphan tensor" in message and "dtype U8" in message and "has rank 8" in message
+    assert "orphan tensor" in message and "dtype BOOL" in message and "has rank 8" in message

@@ -133,6 +133,7 @@ def test_module_names_resolve_by_unique_suffix(llama, tmp_path):
             "module": "layers.1.self_attn.q_proj",
             "tensor": "model.layers.1.self_attn.q_proj.weight",
             "shard": "model.safetensors",
+            "update": "lora",
         }
     ]
     with safe_open(tmp_path / "out" / "model.safetensors", "pt") as merged:
@@ -148,7 +149,7 @@ def test_module_names_resolve_by_unique_suffix(llama, tmp_path):
         ("model.layers.7.self_attn.q_proj", (64, 64), False, "has no weight in the base"),
         ("q_proj", (64, 64), False, "matches several base weights"),
         ("model.layers.0.self_attn.k_proj", (64, 64), False, "needs base weight"),  # k_proj is 32×64
-        ("model.layers.0.mlp.up_proj", (128, 64), True, "stored (in, out)"),
+        ("model.layers.0.mlp.up_proj", (64, 64), True, "needs base weight"),  # up_proj is 128×64
     ],
 )
 def test_refuses_a_base_that_does_not_fit(llama, tmp_path, module, shape, transposed, message):
@@ -160,11 +161,22 @@ def test_refuses_a_base_that_does_not_fit(llama, tmp_path, module, shape, transp
     assert list(tmp_path.iterdir()) == []  # no staging directory left behind
 
 
-def test_refuses_adapters_whose_extra_tensors_would_be_dropped(llama, tmp_path):
+def test_orientation_is_decided_per_module_from_the_base(llama, tmp_path):
+    """A (128, 64) update flagged (in, out) fits the base only as (out, in): PEFT's Linear layers say so."""
+    adapter = _single_module("model.layers.0.mlp.up_proj", 128, 64, transposed_in_base=True)
+    merge_into_base(adapter, llama.path, tmp_path / "out")
+    got = _tensor(tmp_path / "out", "model.layers.0.mlp.up_proj.weight")
+    base = _tensor(llama.path, "model.layers.0.mlp.up_proj.weight")
+    module = adapter.modules["model.layers.0.mlp.up_proj"]
+    torch.testing.assert_close(got, base + module.delta(), rtol=1e-6, atol=1e-6)
+
+
+def test_refuses_saved_tensors_that_do_not_fit(llama, tmp_path):
     adapter = _single_module("model.layers.0.self_attn.q_proj", 64, 64)
-    adapter.config["modules_to_save"] = ["lm_head"]
-    with pytest.raises(IncompatibleAdapters, match="modules_to_save"):
+    adapter.saved["lm_head.weight"] = torch.zeros(128, 65)
+    with pytest.raises(IncompatibleAdapters, match=r"only the rows may differ"):
         merge_into_base(adapter, llama.path, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_refuses_a_non_empty_output_directory(llama, tmp_path):

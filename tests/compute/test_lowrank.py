@@ -1,5 +1,6 @@
 """lowrank.pair_statistics / compare / difference_norm against dense fp64 ΔW, including nearly equal updates
-where the trace formula ‖Δ1‖² + ‖Δ2‖² − 2⟨Δ1, Δ2⟩ cancels and the QR core has to take over."""
+where the trace formula ‖Δ1‖² + ‖Δ2‖² − 2⟨Δ1, Δ2⟩ cancels and the QR core has to take over; factored_svd
+(Gram cores or QR) and truncated_svd (exact or randomized) against LAPACK's SVD in fp64."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ import math
 import pytest
 import torch
 
-from registry.compute.lowrank import compare, difference_norm, frobenius_inner, pair_statistics
+from registry.compute.lowrank import (
+    _gram_factored_svd,
+    compare,
+    difference_norm,
+    factored_svd,
+    frobenius_inner,
+    pair_statistics,
+    truncate,
+    truncated_svd,
+)
 
 D, K = 96, 80  # ΔW is D×K
 
@@ -165,3 +175,107 @@ def test_factors_that_do_not_pair_up_are_rejected():
         compare(B1, A1, B2, A2[:, :-1])
     with pytest.raises(ValueError, match="do not pair up"):
         compare(B1, A1[:3], B2, A2)
+
+
+# factored_svd: the SVD of B·A without forming it --------------------------------------------------------
+
+
+def exact_truncation(W: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """LAPACK's best rank-``rank`` approximation of W in fp64, and all of W's singular values."""
+    U, S, Vh = torch.linalg.svd(W.double(), full_matrices=False)
+    return (U[:, :rank] * S[:rank]) @ Vh[:rank], S
+
+
+@pytest.mark.parametrize("rank", [None, 5])
+def test_factored_svd_of_well_conditioned_factors_matches_lapack(rank):
+    """The Gram route (well-conditioned factors, the usual case): every singular value and the leading
+    singular vectors to fp64 rounding."""
+    B, A = factors(24, seed=20)
+    svd = factored_svd(B, A, rank=rank)
+    W = dense(B, A)
+    _, S = exact_truncation(W, 1)
+    assert torch.allclose(svd.S, S[:24], rtol=1e-12, atol=1e-15 * float(S[0]))
+    keep = 24 if rank is None else rank
+    assert svd.U.shape == (D, keep) and svd.Vh.shape == (keep, K)
+    assert torch.allclose(svd.U.T @ svd.U, torch.eye(keep, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(svd.Vh @ svd.Vh.T, torch.eye(keep, dtype=torch.float64), atol=1e-12)
+    B_r, A_r, error = truncate(svd, 5)
+    best, _ = exact_truncation(W, 5)
+    assert float((B_r @ A_r - best).norm() / best.norm()) <= 1e-12
+    assert error == pytest.approx(float(S[5:].norm() / S.norm()), rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["duplicate", "nearly_cancelling", "zero_columns"])
+def test_factored_svd_of_ill_conditioned_factors_stays_exact(kind):
+    """Factors whose Gram matrices would lose digits (κ > 1e4) go through QR: still exact."""
+    B, A = factors(8, seed=21)
+    W = dense(B, A)
+    if kind == "duplicate":  # the same adapter twice: B's columns repeat
+        B, A, W = torch.cat([B, 0.5 * B], dim=1), torch.cat([A, A], dim=0), 1.5 * W
+    elif kind == "nearly_cancelling":  # Δ − (Δ + ε): ΔW ~1e-8 of the factors' norms
+        B2 = B + 1e-8 * noise(B.shape, seed=22) * B.abs().mean()
+        W = dense(B - B2, A)  # B − B₂ is exact in fp64
+        B, A = torch.cat([B, -B2], dim=1), torch.cat([A, A], dim=0)
+    else:  # a zero-padded rank
+        B = torch.cat([B, torch.zeros(D, 4, dtype=torch.float64)], dim=1)
+        A = torch.cat([A, torch.zeros(4, K, dtype=torch.float64)], dim=0)
+    svd = factored_svd(B, A, rank=3)
+    best, S = exact_truncation(W, 3)
+    B_r, A_r, _ = truncate(svd, 3)
+    # QR is backward stable on the factors: its error is ~1e-16 of ‖B‖·‖A‖, here ~1e-8 of ‖ΔW‖ itself
+    tolerance = 1e-6 if kind == "nearly_cancelling" else 1e-10
+    assert float((B_r @ A_r - best).norm() / best.norm()) <= tolerance
+    assert torch.allclose(svd.S[:3], S[:3], rtol=tolerance)
+    assert _gram_factored_svd(B, A, 3) is None  # the Gram route would have lost those digits
+
+
+# truncated_svd: dense matrices (the element-wise merges) ---------------------------------------------
+
+
+def heavy_tailed(m: int, n: int, seed: int) -> torch.Tensor:
+    """A dense fp32 matrix like a TIES merge: a strong low-rank part plus a full-rank tail holding most of
+    the energy, so a rank-16 truncation keeps only part of it and the singular values decay slowly."""
+    generator = torch.Generator().manual_seed(seed)
+    low = torch.randn(m, 24, generator=generator) @ torch.randn(24, n, generator=generator)
+    return (low / 24**0.5 + 0.6 * torch.randn(m, n, generator=generator)).float()
+
+
+@pytest.mark.parametrize("shape", [(600, 520), (520, 600)])
+def test_randomized_truncation_converges_to_the_exact_one_and_measures_its_error(shape):
+    M = heavy_tailed(*shape, seed=30)
+    t = truncated_svd(M, 16)
+    assert t.solver == "randomized" and 2 <= t.iterations <= 16
+    assert t.B.shape == (shape[0], 16) and t.A.shape == (16, shape[1])
+    best, S = exact_truncation(M, 16)
+    optimum = float(S[16:].norm() / S.norm())
+    product = t.B.double() @ t.A.double()
+    measured = float((M.double() - product).norm() / M.double().norm())
+    assert 0.3 < optimum < 0.9  # a tail that really matters
+    assert measured <= optimum * (1 + 1e-6)
+    assert float((product - best).norm() / best.norm()) <= 1e-4  # the same truncation, not just as good
+    assert t.error == pytest.approx(measured, rel=1e-5)
+    assert torch.allclose(t.A @ t.A.T, torch.eye(16), atol=1e-5)  # A = Vh: orthonormal rows, S on B
+    again = truncated_svd(M, 16)
+    assert torch.equal(again.B, t.B) and torch.equal(again.A, t.A)  # seeded: deterministic
+    other = truncated_svd(M, 16, seed=1)
+    assert not torch.equal(other.A, t.A) and other.error <= optimum * (1 + 1e-6)
+
+
+def test_small_matrices_are_truncated_exactly():
+    M = heavy_tailed(90, 70, seed=31)
+    t = truncated_svd(M, 8)
+    best, S = exact_truncation(M, 8)
+    assert t.solver == "exact"
+    assert float((t.B.double() @ t.A.double() - best).norm() / best.norm()) <= 1e-5
+    assert t.error == pytest.approx(float(S[8:].norm() / S.norm()), rel=1e-6)
+
+
+def test_randomized_truncation_of_low_rank_and_zero_matrices():
+    """A matrix of rank 10 < the sketch: the truncation to rank 16 is the matrix itself; zero stays zero."""
+    generator = torch.Generator().manual_seed(32)
+    M = torch.randn(500, 10, generator=generator) @ torch.randn(10, 480, generator=generator)
+    t = truncated_svd(M, 16)
+    assert t.solver == "randomized"
+    assert float((t.B @ t.A - M).norm() / M.norm()) <= 1e-5 and t.error <= 1e-5
+    zero = truncated_svd(torch.zeros(500, 480), 16)
+    assert zero.error == 0.0 and not zero.B.any() and zero.B.shape == (500, 16)

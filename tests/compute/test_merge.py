@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from registry.compute.lora import IncompatibleAdapters, LoraAdapter, LoraModule, load_adapter, save_adapter
-from registry.compute.merge import METHODS, MergeResult, mask_generator, merge_adapters
+from registry.compute.merge import METHODS, MergeResult, dare_mask, mask_generator, merge_adapters
 
 PEFT_METHODS = tuple(m for m in METHODS if m != "sum")
 FACTORWISE = ("linear", "ties", "dare_linear", "dare_ties", "magnitude_prune")
@@ -98,7 +98,8 @@ class AdapterSet:
 
 @contextlib.contextmanager
 def replayed_masks(model: PeftModel, names: list[str], seed: int, method: str) -> Iterator[None]:
-    """Make PEFT's ``torch.bernoulli`` calls draw ``mask_generator(seed, module, slot)``'s masks.
+    """Make PEFT's ``torch.bernoulli`` calls return our masks, ``dare_mask`` from ``mask_generator(seed,
+    module, slot)``.
 
     PEFT draws one mask per (module in model order, adapter present there): for the A's then the B's of
     the factor-wise types, for the dense ΔW's of the ``_svd`` types. Seeding torch's global generator
@@ -115,7 +116,8 @@ def replayed_masks(model: PeftModel, names: list[str], seed: int, method: str) -
 
     def bernoulli(p: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         key, slot = next(draws)
-        return real(p, generator=mask_generator(seed, key, slot, p.device))
+        density = float(p.reshape(-1)[0])  # PEFT's p is full_like(task tensor, density)
+        return dare_mask(p.shape, density, mask_generator(seed, key, slot, p.device)).to(p.dtype)
 
     torch.bernoulli = bernoulli
     try:
@@ -463,7 +465,6 @@ def test_refuses_different_shapes_for_one_module(sets: dict[str, AdapterSet], ot
     [
         ("use_dora", True, "DoRA"),
         ("lora_bias", True, "bias on lora_B"),
-        ("modules_to_save", ["lm_head"], "modules_to_save"),
         ("bias", "lora_only", "trains biases"),
     ],
 )
@@ -531,3 +532,125 @@ def test_missing_modules_contribute_zero() -> None:
         if method in ("sum", "cat", "svd"):
             assert relative(merged.modules["m.q"].delta(), shared.delta()) <= 1e-5, method
         assert merged.config["target_modules"] == ["q", "v"]
+
+
+# Large modules: the fast paths (band selection, randomized truncation) ----------------------------------
+
+LARGE = {"model.layers.0.mlp.up_proj": False, "h.0.mlp.c_fc": True}  # name: transposed_in_base
+
+
+def large_adapters() -> list[LoraAdapter]:
+    """Three r=8 adapters of two 1152×1024 modules (one stored transposed, as under fan_in_fan_out): over
+    a million entries each, so magnitude pruning selects in a sampled band and the SVD is randomized."""
+    generator = torch.Generator().manual_seed(40)
+    adapters = []
+    for _ in range(3):
+        modules = {
+            name: LoraModule(
+                A=torch.randn(8, 1024, generator=generator) / 32,
+                B=torch.randn(1152, 8, generator=generator) * 0.02,
+                scale=2.0,
+                transposed_in_base=transposed,
+            )
+            for name, transposed in LARGE.items()
+        }
+        config = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["up_proj", "c_fc"]}
+        adapters.append(LoraAdapter(modules=modules, config=config))
+    return adapters
+
+
+def peft_dense_merge(method: str, key: str, adapters: list[LoraAdapter], weights: list[float], seed: int):
+    """PEFT's own merge_utils on the base-orientation ΔWᵢ (what ``add_weighted_adapter`` feeds them), DARE's
+    masks drawn from ``mask_generator(seed, key, f"W{i}")`` as ours are."""
+    from peft.utils import merge_utils
+
+    deltas = [a.modules[key].base_orientation_delta() for a in adapters]
+    combine = getattr(merge_utils, method.removesuffix("_svd"))
+    options = {"majority_sign_method": "total"} if method.endswith("ties_svd") else {}
+    draws = iter(range(len(deltas)))
+    real = torch.bernoulli
+
+    def bernoulli(p: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        generator = mask_generator(seed, key, f"W{next(draws)}")
+        return dare_mask(p.shape, float(p.reshape(-1)[0]), generator).to(p.dtype)
+
+    torch.bernoulli = bernoulli
+    try:
+        return combine(deltas, torch.tensor(weights), 0.5, **options)
+    finally:
+        torch.bernoulli = real
+
+
+@pytest.mark.parametrize("method", ["ties_svd", "dare_ties_svd", "dare_linear_svd", "magnitude_prune_svd"])
+def test_large_modules_merge_as_peft_defines_to_the_optimal_truncation(method: str) -> None:
+    """PEFT's pre-SVD merge of >1M-entry modules, truncated by randomized subspace iteration: the same
+    truncation as LAPACK's exact one to 1e-4 (PEFT's own fp32 SVD is ~1e-6 from it), its error the
+    optimum, and the reported error the one measured."""
+    adapters, weights = large_adapters(), [0.7, -0.4, 1.1]
+    result = merge_adapters(adapters, weights, method, density=0.5, seed=9)
+    assert result.report["svd_solvers"] == {"randomized": 2}
+    for key in LARGE:
+        merged = peft_dense_merge(method, key, adapters, weights, seed=9).double()
+        U, singular, Vh = torch.linalg.svd(merged, full_matrices=False)
+        optimum = float(singular[8:].norm() / singular.norm())
+        best = (U[:, :8] * singular[:8]) @ Vh[:8]
+        ours = result.adapter.modules[key].base_orientation_delta(torch.float64)
+        measured = float((ours - merged).norm() / merged.norm())
+        assert measured <= optimum * (1 + 1e-6), key
+        assert float((ours - best).norm() / best.norm()) <= 1e-4, key
+        assert result.report["truncation_error"]["per_module"][key] == pytest.approx(measured, rel=1e-4)
+    again = merge_adapters(adapters, weights, method, density=0.5, seed=9)
+    key = next(iter(LARGE))
+    assert torch.equal(again.adapter.modules[key].B, result.adapter.modules[key].B)
+
+
+@pytest.mark.parametrize("method", ["magnitude_prune_svd", "dare_linear_svd"])
+def test_unpruned_dense_types_are_truncated_from_factors(method: str) -> None:
+    """density=1 prunes nothing: the merge is Σ wᵢΔWᵢ, low-rank, so it is truncated exactly from its
+    factors (as ``svd``) without forming a dense update."""
+    adapters, weights = large_adapters(), [0.7, -0.4, 1.1]
+    result = merge_adapters(adapters, weights, method, density=1.0, seed=9)
+    assert result.report["svd_solvers"] == {"factored": 2}
+    svd = merge_adapters(adapters, weights, "svd")
+    for key in LARGE:
+        ours = result.adapter.modules[key].delta()
+        assert relative(ours, svd.adapter.modules[key].delta()) <= 1e-6
+
+
+def test_kth_largest_is_kthvalue_with_its_ties() -> None:
+    """The band selection against torch.kthvalue on >1M values: Gaussian, a low-rank product's, and values
+    with many ties (where ``values >= threshold`` holds more than k)."""
+    from registry.compute.merge import _kth_largest
+
+    generator = torch.Generator().manual_seed(41)
+    cases = {
+        "gaussian": torch.randn(1_200_000, generator=generator).abs(),
+        "low-rank": (torch.randn(1200, 3, generator=generator) @ torch.randn(3, 1000, generator=generator))
+        .abs()
+        .reshape(-1),
+        "ties": torch.randint(0, 40, (1_100_000,), generator=generator).float(),
+    }
+    for name, values in cases.items():
+        for density in (0.05, 0.5, 0.97):
+            k = int(density * values.numel())
+            threshold, tied = _kth_largest(values, k)
+            expected = torch.kthvalue(values, values.numel() - k + 1).values
+            assert threshold == expected, (name, density)
+            assert tied == (int((values >= expected).sum()) != k), (name, density)
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_magnitude_pruning_of_a_large_tied_tensor_keeps_exactly_k(transposed: bool) -> None:
+    """Over a million entries with many ties at the threshold: exactly int(density·n) entries survive,
+    none smaller than any pruned one (which of the tied ones is ours to choose: see _magnitude_keep)."""
+    from registry.compute.merge import _magnitude_keep, _Workspace
+
+    generator = torch.Generator().manual_seed(42)
+    values = (torch.randint(-30, 31, (1100, 1000), generator=generator) * 0.25).float()
+    t = values.T.contiguous().T if transposed else values.clone()
+    keep = _magnitude_keep(t, 0.3, torch.empty_like(t), _Workspace())
+    assert keep.mask is not None  # the threshold is tied
+    pruned = keep.apply_(t.clone(), torch.empty_like(t))
+    k = int(0.3 * t.numel())
+    assert int(keep.mask.sum()) == k and torch.equal(pruned[keep.mask], values[keep.mask])
+    assert float(values[keep.mask].abs().min()) >= float(values[~keep.mask].abs().max())

@@ -41,6 +41,7 @@ def register(
         revision=body.revision,
         files=files,
         store=registry.store,
+        quantized_from=body.quantized_from,
     )
     if "base" not in registration.added:
         response.status_code = status.HTTP_200_OK

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import Select, and_, bindparam, func, literal, or_, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from registry.db.models import (
     BaseModel,
@@ -58,10 +58,18 @@ def find_versions(session: Session, repository: Repository, ref: Ref) -> Sequenc
 
 @functools.cache
 def _resolve_statement(kind: str, *, with_base: bool) -> Select[Any]:
-    """Built once per kind of reference: lookups are the hot path, and building costs more than running."""
+    """Built once per kind of reference: lookups are the hot path, and building costs more than running.
+    A version's base matches when the SHA names it or a base of its quantized pair (the full base a
+    quantized one was made from, or one made from it: the same shapes)."""
+    wanted = aliased(BaseModel)
     answers = (
         select(BaseModelSha.sha)
-        .where(BaseModelSha.base_id == Version.base_id, BaseModelSha.sha == bindparam("base_sha"))
+        .join(wanted, wanted.id == BaseModelSha.base_id)
+        .where(
+            BaseModelSha.sha == bindparam("base_sha"),
+            func.coalesce(wanted.quantized_from_id, wanted.id)
+            == func.coalesce(BaseModel.quantized_from_id, BaseModel.id),
+        )
         .exists()
         if with_base
         else literal(True)
@@ -77,6 +85,7 @@ def _resolve_statement(kind: str, *, with_base: bool) -> Select[Any]:
             Version.yanked_at,
             Version.yank_reason,
             Version.base_sha,
+            Version.trained_on,
             Repository.visibility,
             BaseModel.name.label("base_name"),
             BaseModel.content_digest.label("base_content_digest"),
