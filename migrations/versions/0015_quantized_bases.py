@@ -26,11 +26,14 @@ def upgrade() -> None:
     if op.get_context().dialect.name == "sqlite":
         # ALTER TABLE … ADD COLUMN, constraints inline: batch mode would copy and drop base_models and
         # versions, which other tables' rows reference
-        op.execute("ALTER TABLE base_models ADD COLUMN quantization VARCHAR(32)")
-        op.execute(
-            "ALTER TABLE base_models ADD COLUMN quantized_from_id INTEGER "
-            f"CONSTRAINT {FK} REFERENCES base_models (id)"
-        )
+        present = {c["name"] for c in sa.inspect(op.get_bind()).get_columns("base_models")}
+        if "quantization" not in present:  # a downgrade on SQLite leaves both (see downgrade)
+            op.execute("ALTER TABLE base_models ADD COLUMN quantization VARCHAR(32)")
+        if "quantized_from_id" not in present:
+            op.execute(
+                "ALTER TABLE base_models ADD COLUMN quantized_from_id INTEGER "
+                f"CONSTRAINT {FK} REFERENCES base_models (id)"
+            )
         op.execute(
             f"ALTER TABLE versions ADD COLUMN trained_on VARCHAR(16) DEFAULT 'full' NOT NULL "
             f"CONSTRAINT {CHECK} CHECK ({TRAINED_ON})"
@@ -49,11 +52,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index(op.f("ix_base_models_quantized_from_id"), "base_models")
     if op.get_context().dialect.name == "sqlite":
-        # DROP COLUMN drops the column's own CHECK; base_models is copied (its column is in a foreign key)
+        # DROP COLUMN drops the column's own CHECK. base_models keeps its two nullable columns, which the
+        # older schema ignores: dropping a column of a foreign key means copying the table, which the rows
+        # of other tables reference (a populated database refuses it); the upgrade adds them only if absent
         op.execute("ALTER TABLE versions DROP COLUMN trained_on")
-        with op.batch_alter_table("base_models") as table:
-            table.drop_column("quantized_from_id")
-            table.drop_column("quantization")
         return
     op.drop_constraint(op.f(CHECK), "versions", type_="check")
     op.drop_column("versions", "trained_on")
