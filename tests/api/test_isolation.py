@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import ssl
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, func, select, update
+from sqlalchemy import Engine, create_engine, func, select, update
 
 from registry.adapters.base_manifest import read_base_manifest
 from registry.config import Settings
@@ -31,6 +31,7 @@ from registry.db.models import utcnow
 from registry.db.session import Database
 from registry.principal import REGISTRY
 from registry.services import tokens
+from tests.cli_runner import lorareg
 from tests.conftest import TinyBase, start_server
 from tests.helpers import every_page, file_entries, upload_directory
 from tests.jobs.conftest import redis_reachable
@@ -50,8 +51,10 @@ TOKENS: dict[str, tuple[str, str | None]] = {
     "expired": ("admin", None),
 }
 CREDENTIALS = ["none", "malformed", *TOKENS]
-LOREG = str(Path(sys.executable).parent / "lorareg")
 BAD = ("malformed", "revoked", "expired")
+# The test server speaks plain HTTP: one TLS context for every client, instead of one built (~60 ms,
+# the CA bundle read again) per client.
+PLAIN_HTTP = ssl.create_default_context()
 # Webhooks made here listen for an event that never fires in this module (no job runs here): the
 # database is shared with other tests' servers, whose dispatchers would deliver to them.
 QUIET_HOOK = {"url": "http://127.0.0.1:9/hook", "events": ["job.finished"]}
@@ -72,6 +75,10 @@ class Teams:
     public: str = ""  # alpha's public repository
     blob: str = ""  # a blob only alpha's private repository references
     created: list[str] = field(default_factory=list)
+    engine: Engine = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.engine = create_engine(self.settings.resolved_database_url)  # snapshot()'s, disposed at the end
 
     def client(self, credential: str) -> httpx.Client:
         if credential == "none":
@@ -80,7 +87,7 @@ class Teams:
             headers = {"Authorization": "Token not-a-bearer"}
         else:
             headers = {"Authorization": f"Bearer {self.secrets[credential]}"}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, verify=PLAIN_HTTP)
 
     def fresh_repo(self, *, team: str = "alpha", seed: int = 21) -> str:
         """A new repository of ``team`` with one version (tag ``latest``), pushed by the global admin."""
@@ -141,6 +148,7 @@ def teams(
         t.blob = next(f["digest"] for f in version["files"] if f["path"].endswith(".safetensors"))
         yield t
         _leave_nothing_behind(t)
+        t.engine.dispose()
         admin.close()
 
 
@@ -701,13 +709,12 @@ RULES: dict[tuple[str, str], tuple[Rule, Prepare, str | None]] = {
 
 def snapshot(t: Teams) -> dict[str, Any]:
     """Everything a refused request must not change (the audit trail records the refusal)."""
-    engine = create_engine(t.settings.resolved_database_url)
-    with engine.connect() as connection:
-        counts: dict[str, Any] = {
-            table.name: connection.scalar(select(func.count()).select_from(table))
-            for table in models.Base.metadata.sorted_tables
-            if table.name != "audit_events"
-        }
+    tables = [table for table in models.Base.metadata.sorted_tables if table.name != "audit_events"]
+    with t.engine.connect() as connection:
+        every_count = connection.execute(
+            select(*(select(func.count()).select_from(table).scalar_subquery() for table in tables))
+        ).one()
+        counts: dict[str, Any] = {table.name: count for table, count in zip(tables, every_count, strict=True)}
         counts["revoked"] = connection.scalar(
             select(func.count()).select_from(models.Token).where(models.Token.revoked_at.is_not(None))
         )
@@ -723,7 +730,6 @@ def snapshot(t: Teams) -> dict[str, Any]:
         counts["cancelled"] = connection.scalar(
             select(func.count()).select_from(models.Job).where(models.Job.cancel_requested.is_(True))
         )
-    engine.dispose()
     blobs = t.settings.home / "blobs" / "sha256"
     counts["stored"] = sorted(p.name for p in blobs.glob("*/*")) if blobs.exists() else []
     return counts
@@ -991,7 +997,7 @@ def _lorareg(t: Teams, credential: str, *args: str, check: int = 0) -> subproces
     env["LOREG_CREDENTIALS_FILE"] = "/nonexistent/credentials.json"
     if credential != "none":
         env["LOREG_TOKEN"] = t.secrets[credential]
-    done = subprocess.run([LOREG, *args], capture_output=True, text=True, env=env, timeout=120)
+    done = lorareg(*args, env=env)
     assert done.returncode == check, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done
 

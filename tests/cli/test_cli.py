@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,14 +16,12 @@ import torch
 from peft import PeftModel
 
 from tests.bad_inputs import BAD_PUSHES, BadPush, prepare
+from tests.cli_runner import LOREG, lorareg
 from tests.conftest import LiveServer, TinyBase
-
-LOREG = str(Path(sys.executable).parent / "lorareg")
 
 
 def run(server: LiveServer, *args: str, check: int | None = 0) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LOREG_URL": server.url}
-    done = subprocess.run([LOREG, *args], capture_output=True, text=True, env=env, timeout=120)
+    done = lorareg(*args, env={**os.environ, "LOREG_URL": server.url})
     if check is not None:
         assert done.returncode == check, (
             f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"

@@ -23,8 +23,8 @@ from cli.cache import BlobCache
 from cli.client import ApiError, RegistryClient
 from cli.vllm_resolver import LoraregResolver
 from registry.errors import InvalidInput
-from tests.cli.test_cli import LOREG
 from tests.cli.test_vllm_resolver import LoRARequest, vllm_stand_in  # noqa: F401  (a fixture)
+from tests.cli_runner import lorareg as run_cli
 
 CONFIG, WEIGHTS = "adapter_config.json", "adapter_model.safetensors"
 GOOD = {CONFIG: b'{"r": 8}', WEIGHTS: b"the adapter's weights"}
@@ -182,7 +182,7 @@ def lorareg(hostile: Hostile, tmp_path: Path, *args: str) -> subprocess.Complete
     env.pop("LOREG_TOKEN", None)
     work = tmp_path / "work"
     work.mkdir(exist_ok=True)
-    return subprocess.run([LOREG, *args], capture_output=True, text=True, env=env, cwd=work, timeout=60)
+    return run_cli(*args, env=env, cwd=work)
 
 
 def cache_holds_only_verified_blobs(cache: Path) -> None:

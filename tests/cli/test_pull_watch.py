@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.cli.test_cli import LOREG
+from tests.cli_runner import LOREG, lorareg
 from tests.conftest import LiveServer, TinyBase
 from tests.helpers import push, register_base
 
@@ -23,8 +23,8 @@ def env(server: LiveServer, cache: Path) -> dict[str, str]:
     return {**os.environ, "LOREG_URL": server.url, "LOREG_CACHE": str(cache)}
 
 
-def lorareg(server: LiveServer, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([LOREG, *args], capture_output=True, text=True, env=env(server, cache), timeout=120)
+def run(server: LiveServer, cache: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return lorareg(*args, env=env(server, cache))
 
 
 def push_version(server: LiveServer, tiny_base: TinyBase, repo: str, adapter: Path, **body) -> dict:
@@ -70,7 +70,7 @@ def test_watch_follows_a_tag_move(
 
 
 def test_watch_refuses_a_digest_ref(server: LiveServer, repo: str, tmp_path: Path) -> None:
-    done = lorareg(server, tmp_path / "cache", "pull", f"{repo}@{'a' * 64}", "--watch", "-o", str(tmp_path))
+    done = run(server, tmp_path / "cache", "pull", f"{repo}@{'a' * 64}", "--watch", "-o", str(tmp_path))
     assert done.returncode == 2 and "tag" in done.stderr
 
 
@@ -83,7 +83,7 @@ def test_second_pull_reads_from_the_cache(
     uncached = push_version(server, tiny_base, repo, uncached_dir)
     cache = tmp_path / "cache"
 
-    first = lorareg(server, cache, "--json", "pull", f"{repo}@{cached['digest']}", "-o", str(tmp_path / "a"))
+    first = run(server, cache, "--json", "pull", f"{repo}@{cached['digest']}", "-o", str(tmp_path / "a"))
     assert first.returncode == 0, first.stderr
     pulled = json.loads(first.stdout)
     assert pulled["fetched_files"] == len(pulled["files"]) > 0
@@ -99,7 +99,7 @@ def test_second_pull_reads_from_the_cache(
         (server.settings.home / "blobs" / "sha256" / digest[:2] / digest).unlink()
 
     out = tmp_path / "b"
-    second = lorareg(server, cache, "--json", "pull", f"{repo}@{cached['digest']}", "-o", str(out))
+    second = run(server, cache, "--json", "pull", f"{repo}@{cached['digest']}", "-o", str(out))
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["fetched_files"] == 0
     assert (out / WEIGHTS).read_bytes() == (cached_dir / WEIGHTS).read_bytes()
@@ -108,6 +108,6 @@ def test_second_pull_reads_from_the_cache(
     assert os.stat(out / WEIGHTS).st_ino == os.stat(blob).st_ino
     assert not os.stat(blob).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)  # read-only
 
-    missing = lorareg(server, cache, "pull", f"{repo}@{uncached['digest']}", "-o", str(tmp_path / "c"))
+    missing = run(server, cache, "pull", f"{repo}@{uncached['digest']}", "-o", str(tmp_path / "c"))
     assert missing.returncode != 0
     assert not (tmp_path / "c").exists()

@@ -16,7 +16,8 @@ import pytest
 from registry.config import Settings
 from registry.errors import InvalidInput
 from registry.refs import Ref, RepoName
-from tests.cli.test_cli import LOREG, run, run_json
+from tests.cli.test_cli import run, run_json
+from tests.cli_runner import lorareg
 from tests.conftest import LiveServer, TinyBase, start_server
 
 
@@ -186,7 +187,7 @@ def locked(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def as_token(server: LiveServer, secret: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LOREG_URL": server.url, "LOREG_TOKEN": secret}
-    done = subprocess.run([LOREG, *args], capture_output=True, text=True, env=env, timeout=120)
+    done = lorareg(*args, env=env)
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done
 

@@ -13,7 +13,9 @@ import httpx
 import pytest
 
 from registry.config import Settings
-from tests.cli.test_cli import LOREG, run, run_json
+from tests.cli.test_cli import run, run_json
+from tests.cli_runner import LOREG
+from tests.cli_runner import lorareg as run_cli
 from tests.conftest import LiveServer, TinyBase, start_server
 
 
@@ -29,13 +31,7 @@ def locked(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
 def lorareg(
     server: LiveServer, *args: str, env: dict[str, str], check: int = 0
 ) -> subprocess.CompletedProcess:
-    done = subprocess.run(
-        [LOREG, *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "LOREG_URL": server.url, **env},
-    )
+    done = run_cli(*args, env={**os.environ, "LOREG_URL": server.url, **env})
     assert done.returncode == check, f"exit {done.returncode}\n{done.stdout}\n{done.stderr}"
     return done
 

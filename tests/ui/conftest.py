@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +18,12 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from tests.cli_runner import LOREG, lorareg
 from tests.conftest import TinyBase
 from tests.server_process import running_server
 from tests.service_checks import fresh_postgres_database, postgres_reachable, require
 
 CHROMIUM = "/usr/bin/chromium"
-LOREG = str(Path(sys.executable).parent / "lorareg")
 _ORIGINS: set[str] = set()  # the servers this process started: the only hosts a page may ask
 
 CARD = """---
@@ -73,7 +72,7 @@ class Site:
         env.pop("LOREG_TOKEN", None)
         if token or self.token:
             env["LOREG_TOKEN"] = token or self.token or ""
-        done = subprocess.run([LOREG, *args], capture_output=True, text=True, env=env, timeout=180)
+        done = lorareg(*args, env=env)
         if check is not None:
             assert done.returncode == check, (
                 f"exit {done.returncode}\nstdout: {done.stdout}\nstderr: {done.stderr}"
